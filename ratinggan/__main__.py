@@ -1,0 +1,5 @@
+import sys
+
+from ratinggan.cli import main
+
+sys.exit(main())

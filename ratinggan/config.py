@@ -1,0 +1,135 @@
+"""The run configuration: one commented default, grouped by section.
+
+Every field becomes a command-line flag (``--seed``, ``--regressor.epochs``),
+so the CLI and the Python API share one source of truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+
+@dataclasses.dataclass(frozen=True)
+class RegressorConfig:
+    # "factor" (biases, ID embeddings and side features) or "linear" (one
+    # weight vector over one-hot IDs and features).
+    model: str = "factor"
+    # Width of the user and movie vectors of the factor model.
+    embed_dim: int = 64
+    # Upper bound on passes over the training data; early stopping on the
+    # validation part usually ends sooner.
+    epochs: int = 40
+    # Epochs without a better validation RMSE before stopping.
+    patience: int = 4
+    batch_size: int = 512
+    learning_rate: float = 3e-3
+    # Weight of the per-row L2 penalty on the ID parameters a row uses.
+    l2: float = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class GanConfig:
+    # "wgan-gp" (Wasserstein loss with gradient penalty) or "bce" (the plain
+    # binary cross-entropy GAN).
+    loss: str = "wgan-gp"
+    # Passes of the critic over the training data.
+    epochs: int = 12
+    batch_size: int = 256
+    # Critic updates per generator update.
+    critic_steps: int = 5
+    generator_learning_rate: float = 1e-3
+    critic_learning_rate: float = 1e-3
+    # Adam moment decay; (0.5, 0.9) follows the WGAN-GP paper's practice.
+    beta1: float = 0.5
+    beta2: float = 0.9
+    gp_weight: float = 10.0
+    noise_dim: int = 16
+    embed_dim: int = 32
+    hidden_dim: int = 128
+    # Temperature of the straight-through Gumbel-softmax relaxation.
+    gumbel_temperature: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    # Slices (movies, users) need this many test ratings to enter W1 means.
+    min_slice_ratings: int = 20
+    # Noise draws averaged into the generator's distribution for each pair.
+    distribution_draws: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # "synthetic" (built in, no download) or "ml-100k".
+    dataset: str = "synthetic"
+    # Directory holding the unpacked release, for MovieLens datasets.
+    data_dir: str | None = None
+    # ML-100K fold: u1..u5, ua or ub.
+    fold: str = "u1"
+    seed: int = 0
+    # Share of the training part held out for early stopping.
+    validation_fraction: float = 0.05
+    regressor: RegressorConfig = RegressorConfig()
+    gan: GanConfig = GanConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+SECTIONS = {
+    "regressor": RegressorConfig,
+    "gan": GanConfig,
+    "eval": EvalConfig,
+}
+
+
+def flat_fields(config: Config) -> dict[str, Any]:
+    """Flattens a config to ``{"seed": 0, "regressor.epochs": 40, ...}``."""
+    flat = {}
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if field.name in SECTIONS:
+            for inner in dataclasses.fields(value):
+                flat[f"{field.name}.{inner.name}"] = getattr(value, inner.name)
+        else:
+            flat[field.name] = value
+    return flat
+
+
+def override(config: Config, changes: dict[str, Any]) -> Config:
+    """Returns ``config`` with dotted-name fields replaced.
+
+    An unknown name raises ``ValueError``, so a typo never passes silently.
+    """
+    known = flat_fields(config)
+    unknown = sorted(set(changes) - set(known))
+    if unknown:
+        raise ValueError(f"unknown config fields: {', '.join(unknown)}")
+
+    top = {k: v for k, v in changes.items() if "." not in k}
+    for section in SECTIONS:
+        inner = {
+            k.split(".", 1)[1]: v
+            for k, v in changes.items()
+            if k.startswith(section + ".")
+        }
+        if inner:
+            top[section] = dataclasses.replace(getattr(config, section), **inner)
+    return dataclasses.replace(config, **top)
+
+
+def from_dict(values: dict[str, Any]) -> Config:
+    """Builds a config from a nested dict such as ``Config.to_dict()``."""
+    changes = {}
+    for key, value in values.items():
+        if key in SECTIONS and isinstance(value, dict):
+            changes.update({f"{key}.{k}": v for k, v in value.items()})
+        else:
+            changes[key] = value
+    return override(Config(), changes)

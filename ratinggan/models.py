@@ -1,0 +1,196 @@
+"""Flax modules: rating regressors, the conditional generator and the critic.
+
+Every module reads the same conditioning batch, a dict of arrays:
+``users`` and ``items`` (int32 ``[B]`` indices) and ``user_features`` and
+``item_features`` (float32 ``[B, D]``, gathered from the dataset's tables).
+Ratings enter the critic, and leave the generator, as vectors over the
+dataset's rating levels (``[B, K]``): one-hot for real ratings.
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Batch = dict[str, jax.Array]
+
+small_normal = nn.initializers.normal(stddev=0.05)
+
+
+def _features(batch: Batch) -> jax.Array:
+    return jnp.concatenate(
+        [batch["user_features"], batch["item_features"]], axis=-1
+    )
+
+
+class LinearRegressor(nn.Module):
+    """One weight vector over the encoded user and movie.
+
+    The encoding is a one-hot user ID, a one-hot movie ID and both feature
+    vectors, so the model is a global mean plus user and movie biases plus a
+    linear function of the features. Returns ``(ratings [B], penalty [B])``
+    where ``penalty`` is the squared norm of the ID weights each row used.
+    """
+
+    num_users: int
+    num_items: int
+    rating_mean: float
+
+    @nn.compact
+    def __call__(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
+        zeros = nn.initializers.zeros
+        user_weight = nn.Embed(self.num_users, 1, embedding_init=zeros)(
+            batch["users"]
+        )[:, 0]
+        item_weight = nn.Embed(self.num_items, 1, embedding_init=zeros)(
+            batch["items"]
+        )[:, 0]
+        feature_term = nn.Dense(1, kernel_init=zeros)(_features(batch))[:, 0]
+
+        ratings = self.rating_mean + user_weight + item_weight + feature_term
+        return ratings, user_weight**2 + item_weight**2
+
+
+class FactorRegressor(nn.Module):
+    """Biases plus a dot product of user and movie vectors.
+
+    Each vector is a learned ID embedding plus a projection of the entity's
+    side features, so a movie never seen in training still gets a
+    prediction from its features, the user's vector and the biases (its own
+    embedding stays at its small initial value). Returns ``(ratings [B],
+    penalty [B])``, the penalty being the squared norms of the ID parameters
+    each row used, for per-example L2 regularisation.
+    """
+
+    num_users: int
+    num_items: int
+    rating_mean: float
+    embed_dim: int = 64
+
+    @nn.compact
+    def __call__(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
+        zeros = nn.initializers.zeros
+        user_bias = nn.Embed(self.num_users, 1, embedding_init=zeros)(
+            batch["users"]
+        )[:, 0]
+        item_bias = nn.Embed(self.num_items, 1, embedding_init=zeros)(
+            batch["items"]
+        )[:, 0]
+        user_embed = nn.Embed(
+            self.num_users, self.embed_dim, embedding_init=small_normal
+        )(batch["users"])
+        item_embed = nn.Embed(
+            self.num_items, self.embed_dim, embedding_init=small_normal
+        )(batch["items"])
+
+        user_vectors = user_embed + nn.Dense(
+            self.embed_dim, use_bias=False, kernel_init=small_normal
+        )(batch["user_features"])
+        item_vectors = item_embed + nn.Dense(
+            self.embed_dim, use_bias=False, kernel_init=small_normal
+        )(batch["item_features"])
+        feature_bias = nn.Dense(1, kernel_init=zeros)(_features(batch))[:, 0]
+
+        ratings = (
+            self.rating_mean
+            + user_bias
+            + item_bias
+            + feature_bias
+            + jnp.sum(user_vectors * item_vectors, axis=-1)
+        )
+        penalty = (
+            user_bias**2
+            + item_bias**2
+            + jnp.sum(user_embed**2, axis=-1)
+            + jnp.sum(item_embed**2, axis=-1)
+        )
+        return ratings, penalty
+
+
+class Conditioning(nn.Module):
+    """Encodes (user, movie) into one vector: ID embeddings and features."""
+
+    num_users: int
+    num_items: int
+    embed_dim: int
+    hidden_dim: int
+
+    @nn.compact
+    def __call__(self, batch: Batch) -> jax.Array:
+        user_embed = nn.Embed(
+            self.num_users, self.embed_dim, embedding_init=small_normal
+        )(batch["users"])
+        item_embed = nn.Embed(
+            self.num_items, self.embed_dim, embedding_init=small_normal
+        )(batch["items"])
+        inputs = jnp.concatenate([user_embed, item_embed, _features(batch)], -1)
+        return nn.leaky_relu(nn.Dense(self.hidden_dim)(inputs), 0.2)
+
+
+class Generator(nn.Module):
+    """Maps (user, movie, noise) to logits over the rating levels ``[B, K]``.
+
+    A rating is drawn from these logits with the straight-through
+    Gumbel-softmax (``sample_ratings``), so the critic sees exact one-hot
+    vectors, as it does for real ratings.
+    """
+
+    num_users: int
+    num_items: int
+    num_levels: int
+    embed_dim: int = 32
+    hidden_dim: int = 128
+
+    @nn.compact
+    def __call__(self, batch: Batch, noise: jax.Array) -> jax.Array:
+        condition = Conditioning(
+            self.num_users, self.num_items, self.embed_dim, self.hidden_dim
+        )(batch)
+        hidden = jnp.concatenate([condition, noise], axis=-1)
+        hidden = nn.leaky_relu(nn.Dense(self.hidden_dim)(hidden), 0.2)
+        hidden = nn.leaky_relu(nn.Dense(self.hidden_dim)(hidden), 0.2)
+        return nn.Dense(self.num_levels, kernel_init=nn.initializers.zeros)(
+            hidden
+        )
+
+
+class Critic(nn.Module):
+    """Scores (user, movie, rating vector) triples: higher means more real.
+
+    A projection critic: an MLP over the conditioning and the rating, plus
+    the inner product of the rating vector with a per-condition vector, which
+    lets it compare a pair's ratings with that pair's expected ones directly.
+    Returns scores ``[B]``.
+    """
+
+    num_users: int
+    num_items: int
+    num_levels: int
+    embed_dim: int = 32
+    hidden_dim: int = 128
+
+    @nn.compact
+    def __call__(self, batch: Batch, ratings: jax.Array) -> jax.Array:
+        condition = Conditioning(
+            self.num_users, self.num_items, self.embed_dim, self.hidden_dim
+        )(batch)
+        hidden = jnp.concatenate([condition, ratings], axis=-1)
+        hidden = nn.leaky_relu(nn.Dense(self.hidden_dim)(hidden), 0.2)
+        hidden = nn.leaky_relu(nn.Dense(self.hidden_dim)(hidden), 0.2)
+        projection = nn.Dense(self.num_levels)(condition)
+        return nn.Dense(1)(hidden)[:, 0] + jnp.sum(projection * ratings, -1)
+
+
+def sample_ratings(
+    logits: jax.Array, key: jax.Array, temperature: float
+) -> jax.Array:
+    """Draws one-hot ratings ``[B, K]`` by straight-through Gumbel-softmax.
+
+    The forward value is exactly one-hot (a draw from ``softmax(logits)``);
+    the gradient is that of the tempered softmax relaxation.
+    """
+    gumbel = jax.random.gumbel(key, logits.shape, logits.dtype)
+    soft = jax.nn.softmax((logits + gumbel) / temperature, axis=-1)
+    hard = jax.nn.one_hot(jnp.argmax(soft, -1), logits.shape[-1], dtype=soft.dtype)
+    return hard + soft - jax.lax.stop_gradient(soft)
