@@ -16,7 +16,8 @@ examples:
   ratinggan train --workdir runs/synthetic
   ratinggan train --dataset ml-100k --data-dir ../shared/data/ml-100k \\
       --fold u1 --workdir runs/u1
-  ratinggan train --regressor.epochs 10 --gan.critic-steps 3 --workdir runs/quick
+  ratinggan train --regressor.epochs 10 --gan.critic-steps 3 \\
+      --workdir runs/quick
 """
 
 
@@ -32,9 +33,20 @@ def _field_types() -> dict[str, type]:
                 continue
             hint = hints[field.name]
             if isinstance(hint, types.UnionType):
-                hint = next(a for a in typing.get_args(hint) if a is not type(None))
+                hint = next(
+                    a for a in typing.get_args(hint) if a is not type(None)
+                )
             types_by_name[prefix + field.name] = hint
     return types_by_name
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "yes", "1"):
+        return True
+    if lowered in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
 def _flag(name: str) -> str:
@@ -67,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         train_parser.add_argument(
             _flag(name),
             dest=name,
-            type=kind,
+            type=_parse_bool if kind is bool else kind,
             default=argparse.SUPPRESS,
             metavar=kind.__name__.upper(),
             help=f"default: {defaults[name]}",
@@ -96,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("jax").setLevel(logging.WARNING)
     try:
         if args.command == "train":
             _train(args)

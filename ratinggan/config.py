@@ -12,21 +12,31 @@ from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
+class SyntheticConfig:
+    # Size of the built-in synthetic dataset (used when dataset="synthetic").
+    num_users: int = 600
+    num_items: int = 1000
+    num_ratings: int = 60_000
+    # Ten half-star levels 0.5..5 instead of five levels 1..5.
+    half_stars: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
 class RegressorConfig:
     # "factor" (biases, ID embeddings and side features) or "linear" (one
     # weight vector over one-hot IDs and features).
     model: str = "factor"
     # Width of the user and movie vectors of the factor model.
-    embed_dim: int = 64
+    embed_dim: int = 32
     # Upper bound on passes over the training data; early stopping on the
     # validation part usually ends sooner.
     epochs: int = 40
     # Epochs without a better validation RMSE before stopping.
     patience: int = 4
     batch_size: int = 512
-    learning_rate: float = 3e-3
+    learning_rate: float = 1e-3
     # Weight of the per-row L2 penalty on the ID parameters a row uses.
-    l2: float = 0.05
+    l2: float = 0.03
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,7 +45,7 @@ class GanConfig:
     # binary cross-entropy GAN).
     loss: str = "wgan-gp"
     # Passes of the critic over the training data.
-    epochs: int = 12
+    epochs: int = 30
     batch_size: int = 256
     # Critic updates per generator update.
     critic_steps: int = 5
@@ -71,6 +81,7 @@ class Config:
     seed: int = 0
     # Share of the training part held out for early stopping.
     validation_fraction: float = 0.05
+    synthetic: SyntheticConfig = SyntheticConfig()
     regressor: RegressorConfig = RegressorConfig()
     gan: GanConfig = GanConfig()
     eval: EvalConfig = EvalConfig()
@@ -83,6 +94,7 @@ class Config:
 
 
 SECTIONS = {
+    "synthetic": SyntheticConfig,
     "regressor": RegressorConfig,
     "gan": GanConfig,
     "eval": EvalConfig,
@@ -120,7 +132,9 @@ def override(config: Config, changes: dict[str, Any]) -> Config:
             if k.startswith(section + ".")
         }
         if inner:
-            top[section] = dataclasses.replace(getattr(config, section), **inner)
+            top[section] = dataclasses.replace(
+                getattr(config, section), **inner
+            )
     return dataclasses.replace(config, **top)
 
 

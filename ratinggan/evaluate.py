@@ -14,10 +14,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jax
 import numpy as np
 
-from ratinggan import metrics
-from ratinggan.data import Dataset, Ratings
+from ratinggan import metrics, predict
+from ratinggan.config import Config
+from ratinggan.data import Dataset, Ratings, Split
 
 # Pseudo-ratings, spread as the global histogram, added to each movie's
 # histogram so that a movie with few ratings keeps every level possible
@@ -57,7 +59,9 @@ def histogram_baselines(
 def draw_levels(probs: np.ndarray, seed: int) -> np.ndarray:
     """One level index per row drawn from ``probs`` ``[n, K]``."""
     uniform = np.random.default_rng(seed).random(len(probs))[:, None]
-    return np.minimum((uniform > np.cumsum(probs, 1)).sum(1), probs.shape[1] - 1)
+    return np.minimum(
+        (uniform > np.cumsum(probs, 1)).sum(1), probs.shape[1] - 1
+    )
 
 
 def score_distribution(
@@ -102,6 +106,66 @@ def score_points(
     }
 
 
+def build_report(
+    config: Config,
+    split: Split,
+    regressor_state,
+    gan_state,
+    tables,
+    key: jax.Array,
+) -> dict[str, Any]:
+    """Scores the regressor, generator and baselines on the test part."""
+    dataset, test = split.dataset, split.test
+    min_slice = config.eval.min_slice_ratings
+    distribution_key, draw_key = jax.random.split(key)
+    rows: dict[str, dict[str, float]] = {}
+
+    predictions = predict.predict_ratings(
+        regressor_state, tables, test.users, test.items
+    )
+    rows["regressor"] = score_points(dataset, test, predictions)
+
+    generator_probs = predict.generator_distribution(
+        gan_state.generator,
+        config.gan,
+        tables,
+        test.users,
+        test.items,
+        distribution_key,
+        config.eval.distribution_draws,
+    )
+    generator_draws = predict.generator_sample(
+        gan_state.generator,
+        config.gan,
+        tables,
+        test.users,
+        test.items,
+        draw_key,
+    )
+    rows["generator"] = score_distribution(
+        dataset, test, generator_probs, generator_draws, min_slice
+    )
+
+    baselines = histogram_baselines(dataset, split.train, test)
+    if dataset.true_probs is not None:
+        baselines["true_distribution"] = dataset.true_probs(
+            test.users, test.items
+        )
+    for offset, (name, probs) in enumerate(baselines.items()):
+        draws = draw_levels(probs, config.seed + 1 + offset)
+        rows[name] = score_distribution(dataset, test, probs, draws, min_slice)
+
+    unseen = ~np.isin(test.items, split.train.items)
+    return {
+        "dataset": dataset.name,
+        "split": split.name,
+        "num_train": len(split.train),
+        "num_test": len(test),
+        "num_test_unseen_movies": int(unseen.sum()),
+        "rows": rows,
+    }
+
+
 def format_table(rows: dict[str, dict[str, float]]) -> str:
     """A fixed-width text table: one line per model, one column per metric."""
     shown = [
@@ -110,14 +174,14 @@ def format_table(rows: dict[str, dict[str, float]]) -> str:
         if any(key in row for row in rows.values())
     ]
     name_width = max(len(name) for name in rows) + 2
-    lines = [
-        "model".ljust(name_width) + "".join(f"{t:>10}" for _, t in shown)
-    ]
+    lines = ["model".ljust(name_width) + "".join(f"{t:>10}" for _, t in shown)]
     for name, row in rows.items():
         cells = []
         for key, _ in shown:
             value = row.get(key)
-            missing = value is None or (isinstance(value, float) and math.isnan(value))
+            missing = value is None or (
+                isinstance(value, float) and math.isnan(value)
+            )
             cells.append(f"{'-' if missing else f'{value:.4f}':>10}")
         lines.append(name.ljust(name_width) + "".join(cells))
     return "\n".join(lines)

@@ -42,7 +42,8 @@ def gradient_penalty(
     """
     if real.shape != fake.shape:
         raise ValueError(
-            f"real and fake ratings differ in shape: {real.shape} vs {fake.shape}"
+            "real and fake ratings differ in shape: "
+            f"{real.shape} vs {fake.shape}"
         )
     fraction = jax.random.uniform(key, (real.shape[0], 1), real.dtype)
     interpolates = fraction * real + (1.0 - fraction) * fake

@@ -192,5 +192,9 @@ def sample_ratings(
     """
     gumbel = jax.random.gumbel(key, logits.shape, logits.dtype)
     soft = jax.nn.softmax((logits + gumbel) / temperature, axis=-1)
-    hard = jax.nn.one_hot(jnp.argmax(soft, -1), logits.shape[-1], dtype=soft.dtype)
-    return hard + soft - jax.lax.stop_gradient(soft)
+    hard = jax.nn.one_hot(
+        jnp.argmax(soft, -1), logits.shape[-1], dtype=soft.dtype
+    )
+    # soft - stop_gradient(soft) is exactly zero forward, so the value stays
+    # exactly one-hot while the gradient is the relaxation's.
+    return hard + (soft - jax.lax.stop_gradient(soft))

@@ -41,7 +41,9 @@ def _in_chunks(fn, users: np.ndarray, items: np.ndarray, key=None):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _regress(apply_fn, params, tables, users, items):
-    predictions, _ = apply_fn({"params": params}, conditioning(tables, users, items))
+    predictions, _ = apply_fn(
+        {"params": params}, conditioning(tables, users, items)
+    )
     return predictions
 
 
@@ -57,7 +59,9 @@ def predict_ratings(
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2))
-def _generator_probs(apply_fn, noise_dim, draws, params, tables, users, items, key):
+def _generator_probs(
+    apply_fn, noise_dim, draws, params, tables, users, items, key
+):
     batch = conditioning(tables, users, items)
 
     def one_draw(key):
@@ -84,7 +88,14 @@ def generator_distribution(
     """
     return _in_chunks(
         lambda u, i, k: _generator_probs(
-            state.apply_fn, config.noise_dim, draws, state.params, tables, u, i, k
+            state.apply_fn,
+            config.noise_dim,
+            draws,
+            state.params,
+            tables,
+            u,
+            i,
+            k,
         ),
         users,
         items,
@@ -96,7 +107,9 @@ def generator_distribution(
 def _generator_draw(apply_fn, noise_dim, params, tables, users, items, key):
     noise_key, level_key = jax.random.split(key)
     noise = jax.random.normal(noise_key, (users.shape[0], noise_dim))
-    logits = apply_fn({"params": params}, conditioning(tables, users, items), noise)
+    logits = apply_fn(
+        {"params": params}, conditioning(tables, users, items), noise
+    )
     return jax.random.categorical(level_key, logits, axis=-1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -16,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ratinggan import evaluate, metrics, predict, train
 from ratinggan.config import Config
-from ratinggan.data import Dataset, Ratings, Split, holdout, load_split
+from ratinggan.data import Dataset, Ratings, holdout, load_split
 from ratinggan.sharding import check_batch_size, make_mesh
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,10 @@ def fit_regressor(
         bar.set_postfix(val_rmse=f"{record['validation_rmse']:.4f}")
 
         if record["validation_rmse"] < best["validation_rmse"]:
-            best = {"validation_rmse": record["validation_rmse"], "epoch": epoch}
+            best = {
+                "validation_rmse": record["validation_rmse"],
+                "epoch": epoch,
+            }
             # Copy: the next epoch donates (and so frees) the state's buffers.
             best_params, waited = jax.tree.map(jnp.copy, state.params), 0
         else:
@@ -134,61 +138,6 @@ def fit_gan(
     return state
 
 
-def build_report(
-    config: Config,
-    split: Split,
-    regressor_state,
-    gan_state,
-    tables,
-    key: jax.Array,
-) -> dict[str, Any]:
-    """Scores the regressor, the generator and the baselines on the test part."""
-    dataset, test = split.dataset, split.test
-    min_slice = config.eval.min_slice_ratings
-    distribution_key, draw_key = jax.random.split(key)
-    rows: dict[str, dict[str, float]] = {}
-
-    predictions = predict.predict_ratings(
-        regressor_state, tables, test.users, test.items
-    )
-    rows["regressor"] = evaluate.score_points(dataset, test, predictions)
-
-    generator_probs = predict.generator_distribution(
-        gan_state.generator,
-        config.gan,
-        tables,
-        test.users,
-        test.items,
-        distribution_key,
-        config.eval.distribution_draws,
-    )
-    generator_draws = predict.generator_sample(
-        gan_state.generator, config.gan, tables, test.users, test.items, draw_key
-    )
-    rows["generator"] = evaluate.score_distribution(
-        dataset, test, generator_probs, generator_draws, min_slice
-    )
-
-    baselines = evaluate.histogram_baselines(dataset, split.train, test)
-    if dataset.true_probs is not None:
-        baselines["true_distribution"] = dataset.true_probs(test.users, test.items)
-    for offset, (name, probs) in enumerate(baselines.items()):
-        draws = evaluate.draw_levels(probs, config.seed + 1 + offset)
-        rows[name] = evaluate.score_distribution(
-            dataset, test, probs, draws, min_slice
-        )
-
-    unseen = ~np.isin(test.items, split.train.items)
-    return {
-        "dataset": dataset.name,
-        "split": split.name,
-        "num_train": len(split.train),
-        "num_test": len(test),
-        "num_test_unseen_movies": int(unseen.sum()),
-        "rows": rows,
-    }
-
-
 def train_and_evaluate(
     config: Config, workdir: str | Path, progress: bool = True
 ) -> dict[str, Any]:
@@ -205,7 +154,13 @@ def train_and_evaluate(
         (workdir / "config.json").write_text(config.to_json() + "\n")
     log = MetricsLog(workdir / "metrics.jsonl")
 
-    split = load_split(config.dataset, config.data_dir, config.fold, config.seed)
+    split = load_split(
+        config.dataset,
+        config.data_dir,
+        config.fold,
+        config.seed,
+        dataclasses.asdict(config.synthetic),
+    )
     dataset = split.dataset
     train_part, validation = holdout(
         split.train, config.validation_fraction, config.seed
@@ -228,8 +183,15 @@ def train_and_evaluate(
 
     regressor_started = time.perf_counter()
     regressor_state, selection = fit_regressor(
-        config, dataset, train_part, validation, tables, mesh,
-        regressor_key, log, progress,
+        config,
+        dataset,
+        train_part,
+        validation,
+        tables,
+        mesh,
+        regressor_key,
+        log,
+        progress,
     )
     gan_started = time.perf_counter()
     gan_state = fit_gan(
@@ -237,7 +199,7 @@ def train_and_evaluate(
     )
     gan_finished = time.perf_counter()
 
-    report = build_report(
+    report = evaluate.build_report(
         config, split, regressor_state, gan_state, tables, report_key
     )
     report["regressor_selection"] = selection

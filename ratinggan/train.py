@@ -95,10 +95,12 @@ def regressor_step(
 
     def loss_fn(params):
         predictions, penalty = state.apply_fn({"params": params}, batch)
-        return losses.regression_loss(predictions, batch["ratings"], penalty, l2)
+        return losses.regression_loss(
+            predictions, batch["ratings"], penalty, l2
+        )
 
     (loss, mse), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    metrics = {"loss": loss, "mse": mse, "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": loss, "mse": mse, "grad_norm": optax.tree.norm(grads)}
     return state.apply_gradients(grads=grads), metrics
 
 
@@ -111,7 +113,9 @@ def generate(
 ) -> jax.Array:
     """Draws one one-hot rating ``[B, K]`` per row of ``batch``."""
     noise_key, gumbel_key = jax.random.split(key)
-    noise = jax.random.normal(noise_key, (batch["users"].shape[0], config.noise_dim))
+    noise = jax.random.normal(
+        noise_key, (batch["users"].shape[0], config.noise_dim)
+    )
     logits = generator.apply_fn({"params": params}, batch, noise)
     return models.sample_ratings(logits, gumbel_key, config.gumbel_temperature)
 
@@ -122,7 +126,9 @@ def critic_step(
     """One critic update against freshly generated ratings."""
     fake_key, penalty_key = jax.random.split(key)
     fake = jax.lax.stop_gradient(
-        generate(state.generator, state.generator.params, batch, fake_key, config)
+        generate(
+            state.generator, state.generator.params, batch, fake_key, config
+        )
     )
     real = jax.nn.one_hot(batch["levels"], fake.shape[-1], dtype=fake.dtype)
 
@@ -148,8 +154,10 @@ def critic_step(
         return penalty - distance, metrics
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.critic.params)
-    metrics["critic_grad_norm"] = optax.global_norm(grads)
-    return state.replace(critic=state.critic.apply_gradients(grads=grads)), metrics
+    metrics["critic_grad_norm"] = optax.tree.norm(grads)
+    return state.replace(
+        critic=state.critic.apply_gradients(grads=grads)
+    ), metrics
 
 
 def generator_step(
@@ -159,7 +167,9 @@ def generator_step(
 
     def loss_fn(params):
         fake = generate(state.generator, params, batch, key, config)
-        scores = state.critic.apply_fn({"params": state.critic.params}, batch, fake)
+        scores = state.critic.apply_fn(
+            {"params": state.critic.params}, batch, fake
+        )
         if config.loss == "bce":
             return losses.bce_generator_loss(scores)
         return losses.wasserstein_generator_loss(scores)
@@ -167,7 +177,7 @@ def generator_step(
     loss, grads = jax.value_and_grad(loss_fn)(state.generator.params)
     metrics = {
         "generator_loss": loss,
-        "generator_grad_norm": optax.global_norm(grads),
+        "generator_grad_norm": optax.tree.norm(grads),
     }
     return state.replace(
         generator=state.generator.apply_gradients(grads=grads)
@@ -193,7 +203,10 @@ def gan_step(
     state, generator_metrics = generator_step(
         state, last_batch, generator_key, config=config
     )
-    return state, {**jax.tree.map(jnp.mean, critic_metrics), **generator_metrics}
+    return state, {
+        **jax.tree.map(jnp.mean, critic_metrics),
+        **generator_metrics,
+    }
 
 
 # --------------------------------------------------------------- epochs ----

@@ -21,10 +21,14 @@ def load_split(
     data_dir: str | None = None,
     fold: str = "u1",
     seed: int = 0,
+    synthetic: dict | None = None,
 ) -> Split:
-    """Loads a named dataset and split: ``synthetic`` or ``ml-100k``."""
+    """Loads a named dataset and split: ``synthetic`` or ``ml-100k``.
+
+    ``synthetic`` holds keyword arguments of ``make_synthetic`` (sizes).
+    """
     if dataset == "synthetic":
-        return make_synthetic(seed=seed)
+        return make_synthetic(seed=seed, **(synthetic or {}))
     if dataset == "ml-100k":
         if data_dir is None:
             raise DataError(

@@ -50,7 +50,9 @@ class Ratings:
             users=self.users[rows],
             items=self.items[rows],
             ratings=self.ratings[rows],
-            timestamps=None if self.timestamps is None else self.timestamps[rows],
+            timestamps=None
+            if self.timestamps is None
+            else self.timestamps[rows],
         )
 
 
@@ -100,7 +102,8 @@ class Dataset:
         if not np.allclose(self.levels[index], ratings):
             bad = ratings[~np.isclose(self.levels[index], ratings)][0]
             raise ValueError(
-                f"rating {bad} is not a level of the scale {self.levels.tolist()}"
+                f"rating {bad} is not a level of the scale "
+                f"{self.levels.tolist()}"
             )
         return index.astype(np.int32)
 

@@ -187,7 +187,9 @@ def _read_ml100k_items(data_dir: Path):
     path = data_dir / "u.item"
     columns = ("item_id", "title", "release", "video_release", "url")
     frame = read_table(
-        path, "|", columns + tuple(f"genre_{g}" for g in genre_names),
+        path,
+        "|",
+        columns + tuple(f"genre_{g}" for g in genre_names),
         encoding="latin-1",
     )
     item_ids = parse_ints(path, frame, "item_id")
@@ -248,9 +250,15 @@ def read_ratings_file(
         lines = (np.flatnonzero(mask) + 1).tolist()
         if strict:
             raise DataError(path, reason, lines[0])
-        shown = ", ".join(map(str, lines[:10])) + (", ..." if len(lines) > 10 else "")
+        shown = ", ".join(map(str, lines[:10])) + (
+            ", ..." if len(lines) > 10 else ""
+        )
         logger.warning(
-            "%s: dropped %d rows (%s) at lines %s", path, len(lines), reason, shown
+            "%s: dropped %d rows (%s) at lines %s",
+            path,
+            len(lines),
+            reason,
+            shown,
         )
         bad |= mask
 

@@ -126,7 +126,9 @@ def make_synthetic(
     ratings = levels[np.minimum(draws, len(levels) - 1)]
 
     genre_names = tuple(f"genre{g:02d}" for g in range(NUM_GENRES))
-    occupation_names = tuple(f"occupation{o:02d}" for o in range(NUM_OCCUPATIONS))
+    occupation_names = tuple(
+        f"occupation{o:02d}" for o in range(NUM_OCCUPATIONS)
+    )
     dataset = Dataset(
         name="synthetic",
         levels=levels,

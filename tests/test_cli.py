@@ -1,0 +1,126 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ratinggan import cli
+from ratinggan.config import Config, from_dict, override
+
+QUICK = [
+    "--synthetic.num-users",
+    "60",
+    "--synthetic.num-items",
+    "80",
+    "--synthetic.num-ratings",
+    "2000",
+    "--regressor.epochs",
+    "2",
+    "--regressor.batch-size",
+    "64",
+    "--gan.epochs",
+    "1",
+    "--gan.batch-size",
+    "64",
+    "--gan.critic-steps",
+    "2",
+    "--gan.hidden-dim",
+    "16",
+]
+
+
+def test_train_command_writes_report(tmp_path):
+    workdir = tmp_path / "run"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ratinggan",
+            "train",
+            "--workdir",
+            str(workdir),
+            *QUICK,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "generator" in result.stdout and "movie_histogram" in result.stdout
+
+    report = json.loads((workdir / "report.json").read_text())
+    rows = report["rows"]
+    assert set(rows) == {
+        "regressor",
+        "generator",
+        "global_histogram",
+        "movie_histogram",
+        "true_distribution",
+    }
+    for key in ("rmse", "mae", "nll", "rps", "w1", "w1_per_movie"):
+        assert key in rows["generator"]
+    assert report["num_train"] + report["num_test"] == 2000
+    saved = json.loads((workdir / "config.json").read_text())
+    assert from_dict(saved).gan.critic_steps == 2
+    lines = (workdir / "metrics.jsonl").read_text().splitlines()
+    assert json.loads(lines[-1])["phase"] == "gan"
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "ml-100k",
+            "--data-dir",
+            str(tmp_path / "x"),
+            "--workdir",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
+    error = capsys.readouterr().err
+    assert code == 1
+    assert error.startswith("ratinggan: error: ")
+    assert "no such directory" in error
+    assert "Traceback" not in error
+
+
+def test_indivisible_batch_and_unknown_dataset_are_refused(tmp_path, capsys):
+    assert (
+        cli.main(
+            [
+                "train",
+                "--dataset",
+                "ml-9m",
+                "--quiet",
+                "--workdir",
+                str(tmp_path),
+            ]
+        )
+        == 1
+    )
+    assert "unknown dataset 'ml-9m'" in capsys.readouterr().err
+
+
+def test_flags_cover_every_config_field():
+    parser = cli.build_parser()
+    args = parser.parse_args(
+        [
+            "train",
+            "--gan.gp-weight",
+            "5",
+            "--synthetic.half-stars",
+            "true",
+            "--seed",
+            "3",
+        ]
+    )
+    assert vars(args)["gan.gp_weight"] == 5.0
+    assert vars(args)["synthetic.half_stars"] is True
+    assert vars(args)["seed"] == 3
+
+
+def test_override_rejects_typos():
+    with pytest.raises(ValueError, match="unknown config fields: gan.epoch"):
+        override(Config(), {"gan.epoch": 3})
