@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -74,6 +75,15 @@ SHORT_NAMES = {
     "softmax": "softmax",
     "true_distribution": "truth",
 }
+
+LEGEND = (
+    "Lower is better everywhere except C2ST AUC, where 0.5 means the "
+    "classifier cannot tell generated rows from real ones. W1 rows compare "
+    "one drawn rating per test pair with the real ones (W1 movie dist uses "
+    "each pair's full distribution instead); the regressor's draw is its "
+    "prediction rounded to the scale, and its TSTR figure is its own, "
+    "trained on real ratings."
+)
 
 # Well-rated movies (most test ratings) whose histograms are kept for plots.
 PLOTTED_MOVIES = 4
@@ -368,6 +378,7 @@ def build_report(
     dataset, test = split.dataset, split.test
     settings = config.eval
     models_key, tstr_key = jax.random.split(key)
+    clock = _Stopwatch()
     models = build_models(
         config,
         split,
@@ -378,6 +389,7 @@ def build_report(
         mesh,
         progress,
     )
+    clock.lap("baselines")
 
     c2st_pairs = _subsample(len(test), settings.c2st_max_pairs, config.seed)
     c2st_test = test.take(c2st_pairs)
@@ -414,11 +426,13 @@ def build_report(
             dataset, test, draws, settings.min_slice_ratings
         )
         row.update(realism)
+        clock.lap("scores")
         row["c2st_auc"] = metrics.classifier_two_sample_auc(
             real_rows,
             comparison_rows(dataset, c2st_test, draws[c2st_pairs]),
             config.seed,
         )
+        clock.lap("c2st")
 
         if name == "regressor":
             row["tstr_rmse"], row["tstr_mae"] = row["rmse"], row["mae"]
@@ -435,6 +449,7 @@ def build_report(
                     seed + 1,
                 )
             )
+            clock.lap("tstr")
         rows[name] = row
 
     unseen = ~np.isin(test.items, split.train.items)
@@ -452,7 +467,21 @@ def build_report(
         "rows": rows,
         "slices": details,
         "plot_data": _plot_data(dataset, test, draws_by_model, settings),
+        "report_seconds": clock.totals,
     }
+
+
+class _Stopwatch:
+    """Wall seconds spent per named part, summed over laps."""
+
+    def __init__(self):
+        self.totals: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def lap(self, part: str) -> None:
+        now = time.perf_counter()
+        self.totals[part] = self.totals.get(part, 0.0) + now - self.last
+        self.last = now
 
 
 def _subsample(n: int, limit: int, seed: int) -> np.ndarray:
@@ -554,6 +583,8 @@ def format_markdown(report: dict[str, Any], plots: list[str] = ()) -> str:
         f"{report['min_slice_ratings']} test ratings "
         f"({_describe_counts(report['slice_counts'])}); the two-sample test "
         f"uses {report['c2st_pairs']} test pairs.",
+        "",
+        LEGEND,
         "",
         _markdown_table(
             ["metric"] + [SHORT_NAMES.get(n, n) for n in names],
