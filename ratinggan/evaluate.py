@@ -94,12 +94,14 @@ class Model:
     """A model as the report sees it.
 
     ``probs(users, items)`` gives each pair's distribution ``[n, K]`` (None
-    for a point model); ``sample(users, items, seed)`` one level index per
-    pair, for realism and for train-synthetic-test-real.
+    for a point model, which gives ``points(users, items)`` instead);
+    ``sample(users, items, seed)`` one level index per pair, for realism
+    and for train-synthetic-test-real.
     """
 
     probs: Callable[[np.ndarray, np.ndarray], np.ndarray] | None
     sample: Callable[[np.ndarray, np.ndarray, int], np.ndarray]
+    points: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
 
 
 def draw_levels(probs: np.ndarray, seed: int) -> np.ndarray:
@@ -188,6 +190,7 @@ def build_models(
         "regressor": Model(
             probs=None,
             sample=lambda u, i, seed: nearest_levels(regress(u, i), levels),
+            points=regress,
         ),
         "generator": Model(probs=generator_probs, sample=generator_sample),
         "global_histogram": _distribution_model(
@@ -301,6 +304,31 @@ def _named_slices(names, codes, real, draws, levels, min_slice):
     }
 
 
+def score_model(
+    dataset: Dataset,
+    test: Ratings,
+    model: Model,
+    draws: np.ndarray,
+    min_slice: int,
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Accuracy, distribution and realism figures of one model; the
+    per-genre and per-group W1 details come back separately."""
+    if model.probs is None:
+        row = score_points(dataset, test, model.points(test.users, test.items))
+    else:
+        probs = model.probs(test.users, test.items)
+        row = score_distribution(dataset, test, probs)
+        row["w1_per_movie_dist"] = metrics.sliced_wasserstein(
+            test.items,
+            dataset.level_index(test.ratings),
+            probs,
+            dataset.levels,
+            min_slice,
+        )[0]
+    realism, details = score_realism(dataset, test, draws, min_slice)
+    return {**row, **realism}, details
+
+
 def comparison_rows(
     dataset: Dataset, test: Ratings, levels_index: np.ndarray
 ) -> np.ndarray:
@@ -403,29 +431,9 @@ def build_report(
         seed = config.seed + 1000 * (offset + 1)
         draws = model.sample(test.users, test.items, seed)
         draws_by_model[name] = draws
-
-        if model.probs is None:
-            row = score_points(
-                dataset,
-                test,
-                predict.predict_ratings(
-                    regressor_state, tables, test.users, test.items
-                ),
-            )
-        else:
-            probs = model.probs(test.users, test.items)
-            row = score_distribution(dataset, test, probs)
-            row["w1_per_movie_dist"] = metrics.sliced_wasserstein(
-                test.items,
-                dataset.level_index(test.ratings),
-                probs,
-                dataset.levels,
-                settings.min_slice_ratings,
-            )[0]
-        realism, details[name] = score_realism(
-            dataset, test, draws, settings.min_slice_ratings
+        row, details[name] = score_model(
+            dataset, test, model, draws, settings.min_slice_ratings
         )
-        row.update(realism)
         clock.lap("scores")
         row["c2st_auc"] = metrics.classifier_two_sample_auc(
             real_rows,
