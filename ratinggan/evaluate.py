@@ -25,6 +25,7 @@ usefulness figure is its own (trained on real ratings).
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import logging
 import math
@@ -425,6 +426,10 @@ def build_report(
         dataset, c2st_test, dataset.level_index(c2st_test.ratings)
     )
 
+    has_sklearn = importlib.util.find_spec("sklearn") is not None
+    if not has_sklearn:
+        logger.warning("no two-sample test: install ratinggan[report]")
+
     rows, details, draws_by_model = {}, {}, {}
     for offset, (name, model) in enumerate(models.items()):
         logger.info("scoring %s", name)
@@ -435,12 +440,13 @@ def build_report(
             dataset, test, model, draws, settings.min_slice_ratings
         )
         clock.lap("scores")
-        row["c2st_auc"] = metrics.classifier_two_sample_auc(
-            real_rows,
-            comparison_rows(dataset, c2st_test, draws[c2st_pairs]),
-            config.seed,
-        )
-        clock.lap("c2st")
+        if has_sklearn:
+            row["c2st_auc"] = metrics.classifier_two_sample_auc(
+                real_rows,
+                comparison_rows(dataset, c2st_test, draws[c2st_pairs]),
+                config.seed,
+            )
+            clock.lap("c2st")
 
         if name == "regressor":
             row["tstr_rmse"], row["tstr_mae"] = row["rmse"], row["mae"]
