@@ -68,6 +68,12 @@ class EvalConfig:
     min_slice_ratings: int = 20
     # Noise draws averaged into the generator's distribution for each pair.
     distribution_draws: int = 32
+    # Test pairs (at most) in the classifier two-sample test; each gives a
+    # real and a generated row.
+    c2st_max_pairs: int = 10_000
+    # Retrain the regressor on each model's ratings (train-synthetic-test-
+    # real); costs one regressor fit per generating model.
+    tstr: bool = True
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,6 +7,7 @@ Generated and real ratings are compared as level indices ``[n]``.
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import wasserstein_distance
 
 # Probabilities are floored here before the log, so a model that gives a
 # real rating zero probability scores a large finite NLL, not infinity.
@@ -85,6 +86,36 @@ def wasserstein(
     )
 
 
+def slice_wasserstein(
+    slice_ids: np.ndarray,
+    real_index: np.ndarray,
+    fake: np.ndarray,
+    levels: np.ndarray,
+    min_count: int = 20,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """W1 between real and generated ratings within each slice.
+
+    ``fake`` is either level indices ``[n]`` (one draw per row) or
+    distributions ``[n, K]`` (each row's full predicted distribution).
+    Slices with fewer than ``min_count`` real rows are left out. Returns
+    ``(slice ids, W1 per slice, real rows per slice)`` for the kept slices.
+    """
+    k = len(levels)
+    ids, slice_codes = np.unique(slice_ids, return_inverse=True)
+    real_counts = np.zeros((len(ids), k))
+    np.add.at(real_counts, (slice_codes, real_index), 1.0)
+    fake_counts = np.zeros((len(ids), k))
+    if fake.ndim == 1:
+        np.add.at(fake_counts, (slice_codes, fake), 1.0)
+    else:
+        np.add.at(fake_counts, slice_codes, fake)
+
+    sizes = real_counts.sum(1)
+    used = sizes >= min_count
+    distances = wasserstein_levels(real_counts[used], fake_counts[used], levels)
+    return ids[used], distances, sizes[used]
+
+
 def sliced_wasserstein(
     slice_ids: np.ndarray,
     real_index: np.ndarray,
@@ -94,26 +125,93 @@ def sliced_wasserstein(
 ) -> tuple[float, int]:
     """Count-weighted mean W1 over slices (movies, users, groups).
 
-    ``fake`` is either level indices ``[n]`` (one draw per row) or
-    distributions ``[n, K]`` (each row's full predicted distribution).
-    Slices with fewer than ``min_count`` rows are left out. Returns
-    ``(mean W1, number of slices used)``; NaN when no slice qualifies.
+    Arguments as ``slice_wasserstein``. Returns ``(mean W1, number of
+    slices used)``; NaN when no slice qualifies.
     """
-    k = len(levels)
-    _, slice_codes = np.unique(slice_ids, return_inverse=True)
-    num_slices = slice_codes.max() + 1 if len(slice_codes) else 0
+    _, distances, sizes = slice_wasserstein(
+        slice_ids, real_index, fake, levels, min_count
+    )
+    if not len(distances):
+        return float("nan"), 0
+    return float(np.average(distances, weights=sizes)), len(distances)
 
-    real_counts = np.zeros((num_slices, k))
-    np.add.at(real_counts, (slice_codes, real_index), 1.0)
-    fake_counts = np.zeros((num_slices, k))
-    if fake.ndim == 1:
-        np.add.at(fake_counts, (slice_codes, fake), 1.0)
-    else:
-        np.add.at(fake_counts, slice_codes, fake)
 
-    sizes = real_counts.sum(1)
+def membership_rows(
+    members: np.ndarray, rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Expands rows into (row, slice) pairs for overlapping slices.
+
+    ``members`` is a bool ``[num_entities, num_slices]`` table (movies by
+    genre) and ``rows`` each row's entity. A row in three genres appears
+    three times, once per genre. Returns ``(row positions, slice codes)``.
+    """
+    positions, codes = np.nonzero(members[rows])
+    return positions, codes
+
+
+def slice_mean_wasserstein(
+    slice_ids: np.ndarray,
+    real_values: np.ndarray,
+    fake_values: np.ndarray,
+    min_count: int = 20,
+) -> tuple[float, int]:
+    """W1 between the real and the generated per-slice mean ratings.
+
+    Each slice with at least ``min_count`` rows contributes its real mean
+    and its generated mean (over the same rows); the two sets of means are
+    compared as samples with ``scipy.stats.wasserstein_distance``. Returns
+    ``(W1, number of slices used)``; NaN when no slice qualifies.
+    """
+    _check_same_shape(real_values, fake_values)
+    ids, slice_codes, sizes = np.unique(
+        slice_ids, return_inverse=True, return_counts=True
+    )
     used = sizes >= min_count
     if not used.any():
         return float("nan"), 0
-    distances = wasserstein_levels(real_counts[used], fake_counts[used], levels)
-    return float(np.average(distances, weights=sizes[used])), int(used.sum())
+    real_means = np.bincount(slice_codes, real_values) / sizes
+    fake_means = np.bincount(slice_codes, fake_values) / sizes
+    distance = wasserstein_distance(real_means[used], fake_means[used])
+    return float(distance), int(used.sum())
+
+
+def classifier_two_sample_auc(
+    real_rows: np.ndarray,
+    fake_rows: np.ndarray,
+    seed: int,
+    held_out_fraction: float = 0.3,
+) -> float:
+    """Classifier two-sample test: ROC AUC of telling real rows from fake.
+
+    ``real_rows`` and ``fake_rows`` are ``[n, D]`` with row ``i`` of each
+    describing the same (user, movie) pair, so pairs are split as a whole:
+    a pair's real and generated rows are both trained on or both held out.
+    A fresh gradient-boosted tree classifier (scikit-learn, fixed seed) is
+    fit on the rest; 0.5 means indistinguishable, 1.0 perfectly told apart.
+    """
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from threadpoolctl import threadpool_limits
+
+    _check_same_shape(real_rows, fake_rows)
+    n = len(real_rows)
+    held = np.random.default_rng(seed).random(n) < held_out_fraction
+    if held.sum() == 0 or held.sum() == n:
+        raise ValueError(f"too few rows ({n}) for a two-sample test")
+
+    def stack(rows):
+        features = np.concatenate([real_rows[rows], fake_rows[rows]])
+        labels = np.repeat([1, 0], int(rows.sum()))
+        return features, labels
+
+    train_x, train_y = stack(~held)
+    test_x, test_y = stack(held)
+    classifier = HistGradientBoostingClassifier(
+        max_iter=100, early_stopping=False, random_state=seed
+    )
+    # One thread: next to JAX's own threads, OpenMP's spin-waiting made the
+    # fit many times slower, and one thread keeps it reproducible.
+    with threadpool_limits(1):
+        classifier.fit(train_x, train_y)
+        scores = classifier.predict_proba(test_x)[:, 1]
+    return float(roc_auc_score(test_y, scores))

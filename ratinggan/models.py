@@ -108,6 +108,60 @@ class FactorRegressor(nn.Module):
         return ratings, penalty
 
 
+class LevelClassifier(nn.Module):
+    """A softmax over the rating levels: the factor model made multinomial.
+
+    Per-level user and movie biases, per-level feature weights, and a
+    per-level read-out of the product of user and movie vectors (each an ID
+    embedding plus a projection of side features). Trained by maximum
+    likelihood as a baseline for the generator: it sees the same inputs and
+    directly predicts each pair's distribution. Returns ``(logits [B, K],
+    penalty [B])``, the penalty being the squared norms of the ID
+    parameters each row used.
+    """
+
+    num_users: int
+    num_items: int
+    num_levels: int
+    embed_dim: int = 32
+
+    @nn.compact
+    def __call__(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
+        zeros = nn.initializers.zeros
+        user_bias = nn.Embed(
+            self.num_users, self.num_levels, embedding_init=zeros
+        )(batch["users"])
+        item_bias = nn.Embed(
+            self.num_items, self.num_levels, embedding_init=zeros
+        )(batch["items"])
+        user_embed = nn.Embed(
+            self.num_users, self.embed_dim, embedding_init=small_normal
+        )(batch["users"])
+        item_embed = nn.Embed(
+            self.num_items, self.embed_dim, embedding_init=small_normal
+        )(batch["items"])
+
+        user_vectors = user_embed + nn.Dense(
+            self.embed_dim, use_bias=False, kernel_init=small_normal
+        )(batch["user_features"])
+        item_vectors = item_embed + nn.Dense(
+            self.embed_dim, use_bias=False, kernel_init=small_normal
+        )(batch["item_features"])
+        interaction = nn.Dense(self.num_levels, use_bias=False)(
+            user_vectors * item_vectors
+        )
+        feature_logits = nn.Dense(self.num_levels)(_features(batch))
+
+        logits = user_bias + item_bias + feature_logits + interaction
+        penalty = (
+            jnp.sum(user_bias**2, axis=-1)
+            + jnp.sum(item_bias**2, axis=-1)
+            + jnp.sum(user_embed**2, axis=-1)
+            + jnp.sum(item_embed**2, axis=-1)
+        )
+        return logits, penalty
+
+
 class Conditioning(nn.Module):
     """Encodes (user, movie) into one vector: ID embeddings and features."""
 

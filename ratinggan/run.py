@@ -144,7 +144,8 @@ def train_and_evaluate(
     """Trains both models on ``config``'s data and writes ``report.json``.
 
     The work directory receives ``config.json``, ``metrics.jsonl`` (one line
-    per epoch) and ``report.json``. Returns the report.
+    per epoch), ``report.json``, ``report.md`` and PNG plots. Returns the
+    report.
     """
     started = time.perf_counter()
     workdir = Path(workdir)
@@ -200,15 +201,23 @@ def train_and_evaluate(
     gan_finished = time.perf_counter()
 
     report = evaluate.build_report(
-        config, split, regressor_state, gan_state, tables, report_key
+        config,
+        split,
+        regressor_state,
+        gan_state,
+        tables,
+        report_key,
+        mesh,
+        progress,
     )
     report["regressor_selection"] = selection
     report["seconds"] = {
         "regressor": gan_started - regressor_started,
         "gan": gan_finished - gan_started,
+        "report": time.perf_counter() - gan_finished,
         "total": time.perf_counter() - started,
     }
     report["config"] = config.to_dict()
     if is_writer:
-        evaluate.write_json_atomic(workdir / "report.json", report)
+        evaluate.write_outputs(report, workdir)
     return report

@@ -26,6 +26,8 @@ QUICK = [
     "2",
     "--gan.hidden-dim",
     "16",
+    "--eval.tstr",
+    "false",
 ]
 
 
@@ -46,7 +48,7 @@ def test_train_command_writes_report(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert "generator" in result.stdout and "movie_histogram" in result.stdout
+    assert "generator" in result.stdout and "softmax" in result.stdout
 
     report = json.loads((workdir / "report.json").read_text())
     rows = report["rows"]
@@ -55,6 +57,8 @@ def test_train_command_writes_report(tmp_path):
         "generator",
         "global_histogram",
         "movie_histogram",
+        "regressor_noise",
+        "softmax",
         "true_distribution",
     }
     for key in ("rmse", "mae", "nll", "rps", "w1", "w1_per_movie"):
@@ -64,6 +68,7 @@ def test_train_command_writes_report(tmp_path):
     assert from_dict(saved).gan.critic_steps == 2
     lines = (workdir / "metrics.jsonl").read_text().splitlines()
     assert json.loads(lines[-1])["phase"] == "gan"
+    assert (workdir / "report.md").is_file()
 
 
 def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):

@@ -93,3 +93,61 @@ def test_nll_floors_zero_probability():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shapes differ"):
         metrics.rmse(np.zeros(3), np.zeros((3, 1)))
+
+
+def test_slice_wasserstein_hand_case():
+    # Slice 7: real {1, 1}, fake {2, 2} -> W1 1. Slice 9: real {5, 5, 5},
+    # fake {5, 5, 3} -> one third of the mass moves 2 levels -> 2/3.
+    slices = np.array([7, 7, 9, 9, 9])
+    real = np.array([0, 0, 4, 4, 4])
+    fake = np.array([1, 1, 4, 4, 2])
+
+    ids, distances, sizes = metrics.slice_wasserstein(
+        slices, real, fake, LEVELS, min_count=2
+    )
+    np.testing.assert_array_equal(ids, [7, 9])
+    np.testing.assert_allclose(distances, [1.0, 2 / 3])
+    np.testing.assert_array_equal(sizes, [2, 3])
+
+    mean, used = metrics.sliced_wasserstein(slices, real, fake, LEVELS, 3)
+    assert (mean, used) == (pytest.approx(2 / 3), 1)
+    assert np.isnan(
+        metrics.sliced_wasserstein(slices, real, fake, LEVELS, 4)[0]
+    )
+
+
+def test_membership_rows_repeats_rows_per_genre():
+    genres = np.array([[True, False, True], [False, True, False]])
+    rows, codes = metrics.membership_rows(genres, np.array([1, 0, 1]))
+    np.testing.assert_array_equal(rows, [0, 1, 1, 2])
+    np.testing.assert_array_equal(codes, [1, 0, 2, 1])
+
+
+def test_slice_mean_wasserstein_hand_case():
+    # Movie means: real 2 and 4, generated 3 and 4 -> sorted means pair up
+    # (2 with 3, 4 with 4) -> W1 = (1 + 0) / 2. Movie 3 has too few rows.
+    slices = np.array([1, 1, 2, 2, 3])
+    real = np.array([1.0, 3.0, 4.0, 4.0, 5.0])
+    fake = np.array([3.0, 3.0, 5.0, 3.0, 1.0])
+    value, used = metrics.slice_mean_wasserstein(slices, real, fake, 2)
+    assert (value, used) == (pytest.approx(0.5), 2)
+    assert value == pytest.approx(wasserstein_distance([2, 4], [3, 4]))
+
+
+def test_two_sample_auc_near_half_for_same_distribution(rng):
+    features = rng.random((2000, 3))
+    real = np.column_stack([features, rng.integers(1, 6, 2000)])
+    fake = np.column_stack([features, rng.integers(1, 6, 2000)])
+    auc = metrics.classifier_two_sample_auc(real, fake, seed=0)
+    assert abs(auc - 0.5) < 0.05
+
+
+def test_two_sample_auc_near_one_when_ratings_follow_features(rng):
+    # Real ratings are 5 when the first feature is high, else 1; generated
+    # ones ignore it. Marginals match, the conditional does not.
+    features = rng.random((2000, 3))
+    real = np.column_stack([features, np.where(features[:, 0] > 0.5, 5, 1)])
+    fake = np.column_stack([features, rng.choice([1, 5], 2000)])
+    auc = metrics.classifier_two_sample_auc(real, fake, seed=0)
+    assert auc > 0.7
+    assert auc == metrics.classifier_two_sample_auc(real, fake, seed=0)
