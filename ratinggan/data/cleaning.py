@@ -124,6 +124,8 @@ def latest_of_duplicates(
     common case, no duplicates, costs one sort and no reordering.
     """
     keys = ratings.users.astype(np.int64) * num_items + ratings.items
+    if (keys[1:] > keys[:-1]).all():
+        return None  # rows in pair order, as most releases ship them
     sorted_keys = np.sort(keys)
     if not (sorted_keys[1:] == sorted_keys[:-1]).any():
         return None
@@ -172,7 +174,8 @@ def index_ratings(
     ``user_ids`` lists the known users (from a user file); ``None`` takes the
     users from the valid rows themselves. Returns the user IDs and the
     ratings. Rows naming an unknown user or movie, or a rating off
-    ``levels``, are dropped with a warning that lists their lines.
+    ``levels``, are dropped with a warning that lists their lines. ``raw``
+    is consumed: its ID arrays are released once mapped.
     """
     items = lookup(item_ids, raw.items)
     problems = {
@@ -191,6 +194,7 @@ def index_ratings(
     if user_ids is None:
         user_ids = unique_ids(raw.users if rows is None else raw.users[rows])
         users = lookup(user_ids, raw.users)
+    raw.users = raw.items = None
 
     def pick(values):
         return values if rows is None else values[rows]

@@ -418,8 +418,13 @@ def read_custom(
     test_rows = (
         None if test_path is None else read_rating_rows(test_path, columns)
     )
+    every_rating = (
+        rows["ratings"]
+        if test_rows is None
+        else np.concatenate([rows["ratings"], test_rows["ratings"]])
+    )
     levels = (
-        _levels_from(rows["ratings"], Path(ratings_path))
+        _levels_from(every_rating, Path(ratings_path))
         if levels is None
         else np.asarray(sorted(levels), np.float32)
     )

@@ -234,10 +234,9 @@ def read_ratings_file(
     rating. ``user_index`` and ``item_index`` are accepted for older callers
     and ignored: the dataset's ID arrays define the indices.
     """
-    raw = read_ratings(path, layout)
     _, ratings = index_ratings(
         path,
-        raw,
+        read_ratings(path, layout),
         dataset.user_ids,
         dataset.item_ids,
         dataset.levels,
@@ -380,7 +379,7 @@ def _read_dat_movies(path: Path):
     head = lines.str.split("::", n=1, regex=False)
     missing = head.str.len() != 2
     rest = head.str[1].fillna("")
-    tail = rest.str.rsplit("::", n=1, regex=False)
+    tail = rest.str.rsplit("::", n=1)
     missing |= tail.str.len() != 2
     if missing.any():
         line = int(missing.idxmax())
@@ -578,10 +577,9 @@ def read_movielens(
         )
 
     ratings_path = data_dir / info.ratings_file
-    raw = read_ratings(ratings_path, info.layout)
     user_ids, ratings = index_ratings(
         ratings_path,
-        raw,
+        read_ratings(ratings_path, info.layout),
         user_ids,
         item_ids,
         info.levels,

@@ -22,7 +22,7 @@ from ratinggan.data.dataset import DataError
 
 logger = logging.getLogger(__name__)
 
-BLOCK_SIZE = 16 << 20
+BLOCK_SIZE = 4 << 20
 # Separators tried when a line has the wrong number of fields, to say which
 # one the file seems to use.
 KNOWN_SEPARATORS = {"::": "'::'", "\t": "tab", ",": "','", ";": "';'"}
@@ -57,25 +57,32 @@ CSV_LAYOUT = Layout(
 )
 
 COLUMN_TYPES = {
-    "user": pa.int64(),
-    "item": pa.int64(),
+    "user": pa.int32(),
+    "item": pa.int32(),
     "rating": pa.float32(),
     "timestamp": pa.int64(),
 }
+STORED_TYPES = {
+    "user": np.int32,
+    "item": np.int32,
+    "rating": np.float32,
+    "timestamp": np.int64,
+}
 COLUMN_MEANING = {
-    "user": "an integer user ID",
-    "item": "an integer movie ID",
+    "user": "an integer user ID (at most 9 digits)",
+    "item": "an integer movie ID (at most 9 digits)",
     "rating": "a number",
     "timestamp": "an integer timestamp",
 }
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass
 class RawRatings:
-    """Rating rows as read, with raw IDs; ``rows`` numbers them from 0."""
+    """Rating rows as read, with raw IDs. Mutable so that ``index_ratings``
+    can release each array once mapped, bounding peak memory."""
 
-    users: np.ndarray  # int64 [n], raw user IDs
-    items: np.ndarray  # int64 [n], raw movie IDs
+    users: np.ndarray  # int32 [n], raw user IDs
+    items: np.ndarray  # int32 [n], raw movie IDs
     ratings: np.ndarray  # float32 [n]
     timestamps: np.ndarray | None  # int64 [n]
 
@@ -157,7 +164,17 @@ def read_ratings(path: Path, layout: Layout) -> RawRatings:
         _check_header(path, layout)
 
     names, read, parse, convert = _arrow_options(layout)
-    chunks = {name: [] for name in COLUMN_TYPES if name in layout.columns}
+    # Every line holds at least one character per field plus a separator or
+    # newline, which bounds the row count. The arrays are allocated at that
+    # bound but only the pages written become resident, so the parse needs
+    # no second copy to join blocks.
+    capacity = path.stat().st_size // (2 * len(layout.columns)) + 1
+    arrays = {
+        name: np.empty(capacity, STORED_TYPES[name])
+        for name in COLUMN_TYPES
+        if name in layout.columns
+    }
+    filled = 0
     try:
         reader = pcsv.open_csv(
             path,
@@ -166,30 +183,26 @@ def read_ratings(path: Path, layout: Layout) -> RawRatings:
             convert_options=convert,
         )
         for batch in reader:
-            for name, parts in chunks.items():
+            rows = batch.num_rows
+            for name, array in arrays.items():
                 column = batch.column(name)
                 if column.null_count:
-                    raise pa.ArrowInvalid("null")
-                parts.append(column.to_numpy(zero_copy_only=False))
+                    raise pa.ArrowInvalid("empty field")
+                array[filled : filled + rows] = column.to_numpy()
+            filled += rows
     except pa.ArrowInvalid:
         raise _diagnose(path, layout) from None
     except UnicodeDecodeError as error:
         raise DataError(path, f"not UTF-8 text: {error}") from None
 
-    arrays = {
-        name: np.concatenate(parts) if parts else np.zeros(0)
-        for name, parts in chunks.items()
-    }
-    if len(arrays["user"]) == 0:
+    if filled == 0:
         raise DataError(path, "holds no rating lines")
-    timestamps = arrays.get("timestamp")
+    arrays = {name: array[:filled] for name, array in arrays.items()}
     return RawRatings(
-        users=arrays["user"].astype(np.int64, copy=False),
-        items=arrays["item"].astype(np.int64, copy=False),
-        ratings=arrays["rating"].astype(np.float32, copy=False),
-        timestamps=None
-        if timestamps is None
-        else timestamps.astype(np.int64, copy=False),
+        users=arrays["user"],
+        items=arrays["item"],
+        ratings=arrays["rating"],
+        timestamps=arrays.get("timestamp"),
     )
 
 
@@ -286,7 +299,9 @@ def _first_bad_value(batch: pa.RecordBatch, names: list[str]):
             bad = pc.not_equal(column, "")
         else:
             pattern = (
-                r"^\s*[-+]?\d+\s*$"
+                r"^\s*[-+]?\d{1,9}\s*$"
+                if COLUMN_TYPES[name] == pa.int32()
+                else r"^\s*[-+]?\d+\s*$"
                 if COLUMN_TYPES[name] == pa.int64()
                 else r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$"
             )
