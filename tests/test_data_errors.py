@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_data_layouts import write_csv_release, write_ml1m
 
 from ratinggan.data import DataError, load_split, read_custom
 from ratinggan.data.movielens import read_movielens
 from ratinggan.data.parsing import COLONS_LAYOUT, CSV_LAYOUT, read_ratings
-from test_data_layouts import write_csv_release, write_ml1m
 
 HEADER = "userId,movieId,rating,timestamp\n"
 
@@ -105,7 +105,9 @@ def test_duplicates_keep_the_latest_and_are_counted(tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         _, ratings = read_movielens("ml-25m", folder)
     # The pair (1, 11) keeps timestamp 70: rating 2.0.
-    assert sorted(zip(ratings.items.tolist(), ratings.ratings.tolist())) == [
+    assert sorted(
+        zip(ratings.items.tolist(), ratings.ratings.tolist(), strict=True)
+    ) == [
         (1, 2.0),
         (2, 3.0),
     ]
