@@ -26,6 +26,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from ratinggan.data.cleaning import distinct
+
 HALF_STARS = [f"{level / 2:.1f}" for level in range(1, 11)]
 GENRES = ("Action", "Comedy", "Drama", "Film-Noir", "Sci-Fi", "Thriller")
 
@@ -33,10 +35,10 @@ GENRES = ("Action", "Comedy", "Drama", "Film-Noir", "Sci-Fi", "Thriller")
 def _pairs(rng, num_users, num_items, num_rows):
     """Distinct (user, item) index pairs, sorted by user then item, like the
     releases."""
-    keys = np.unique(rng.integers(0, num_users * num_items, num_rows))
+    keys = distinct(rng.integers(0, num_users * num_items, num_rows))
     while len(keys) < num_rows:
         extra = rng.integers(0, num_users * num_items, num_rows - len(keys))
-        keys = np.unique(np.concatenate([keys, extra]))
+        keys = distinct(np.concatenate([keys, extra]))
     return np.divmod(keys[:num_rows], num_items)
 
 

@@ -21,6 +21,7 @@ from ratinggan.data.cache import (
     resolve_cache_dir,
     save_parsed,
 )
+from ratinggan.data.cleaning import distinct
 from ratinggan.data.custom import read_custom
 from ratinggan.data.dataset import DataError, Dataset, Ratings, Split, holdout
 from ratinggan.data.download import download, release_dir, verify
@@ -220,8 +221,8 @@ def describe(split_or_dataset) -> dict:
     for name, part in parts.items():
         entry = {
             "ratings": len(part),
-            "users": int(len(np.unique(part.users))),
-            "items": int(len(np.unique(part.items))),
+            "users": int(len(distinct(part.users))),
+            "items": int(len(distinct(part.items))),
             "mean_rating": float(part.ratings.mean()) if len(part) else None,
         }
         if part.timestamps is not None and len(part):

@@ -30,13 +30,39 @@ def _dense_ok(values: np.ndarray, lookups: int) -> bool:
     return low >= 0 and high < min(DENSE_TABLE_MAX, DENSE_TABLE_RATIO * lookups)
 
 
+def distinct(values: np.ndarray) -> np.ndarray:
+    """The distinct values, ascending, by one sort.
+
+    Used instead of ``np.unique``, whose default path for 64-bit integers
+    in NumPy 2.4 takes seconds per million values (measured here).
+    """
+    ordered = np.sort(values)
+    if len(ordered) == 0:
+        return ordered
+    keep = np.empty(len(ordered), bool)
+    keep[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return ordered[keep]
+
+
+def first_occurrences(values: np.ndarray) -> np.ndarray:
+    """Sorted positions of the first occurrence of each distinct value."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    keep = np.empty(len(ordered), bool)
+    if len(ordered):
+        keep[0] = True
+        np.not_equal(ordered[1:], ordered[:-1], out=keep[1:])
+    return np.sort(order[keep])
+
+
 def unique_ids(raw: np.ndarray) -> np.ndarray:
     """The distinct IDs in ``raw``, ascending."""
     if _dense_ok(raw, len(raw)):
         present = np.zeros(int(raw.max()) + 1, bool)
         present[raw] = True
         return np.flatnonzero(present).astype(raw.dtype)
-    return np.unique(raw)
+    return distinct(raw)
 
 
 def lookup(ids: np.ndarray, raw: np.ndarray) -> np.ndarray:

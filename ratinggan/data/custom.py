@@ -24,7 +24,12 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
-from ratinggan.data.cleaning import drop_rows, latest_of_duplicates, lookup
+from ratinggan.data.cleaning import (
+    distinct,
+    drop_rows,
+    latest_of_duplicates,
+    lookup,
+)
 from ratinggan.data.dataset import DataError, Dataset, Ratings
 from ratinggan.data.parsing import check_file, physical_line
 
@@ -243,7 +248,7 @@ def read_rating_rows(path, columns=None) -> dict:
 def _levels_from(ratings: np.ndarray, path: Path) -> np.ndarray:
     if not np.isfinite(ratings).all():
         raise DataError(path, "holds a rating that is not a finite number")
-    levels = np.unique(ratings).astype(np.float32)
+    levels = distinct(ratings).astype(np.float32)
     if len(levels) > MAX_LEVELS:
         raise DataError(
             path,
@@ -363,8 +368,8 @@ def _text_lookup(known: np.ndarray, values: np.ndarray) -> np.ndarray:
 def _union_ids(*arrays) -> np.ndarray:
     arrays = [a for a in arrays if a is not None]
     if all(a.dtype.kind in "iu" for a in arrays):
-        return np.unique(np.concatenate(arrays))
-    return np.unique(np.concatenate([a.astype(str) for a in arrays]))
+        return distinct(np.concatenate(arrays))
+    return distinct(np.concatenate([a.astype(str) for a in arrays]))
 
 
 def _index(rows: dict, user_ids, item_ids, levels, strict) -> Ratings:

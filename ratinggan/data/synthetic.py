@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from ratinggan.data.cleaning import first_occurrences
 from ratinggan.data.dataset import Dataset, Ratings, Split
 from ratinggan.data.movielens import (
     AGE_BAND_EDGES,
@@ -79,8 +80,7 @@ def _weighted_pairs(rng, user_weight, item_weight, count) -> np.ndarray:
         drawn = np.concatenate(
             [keys, users.astype(np.int64) * num_items + items]
         )
-        _, first = np.unique(drawn, return_index=True)
-        keys = drawn[np.sort(first)]
+        keys = drawn[first_occurrences(drawn)]
     return keys[:count]
 
 
