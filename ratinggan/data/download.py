@@ -142,7 +142,12 @@ def fetch_archive(release: str, cache_dir=None, url: str | None = None) -> Path:
     info = release_info(release)
     path = archive_path(release, cache_dir)
     if path.is_file():
-        check_archive(path, info)
+        try:
+            check_archive(path, info)
+        except DataError as error:
+            raise DataError(
+                path, f"{error.reason}; delete it to download again"
+            ) from None
         return path
 
     url = url or info.url
