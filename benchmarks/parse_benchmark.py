@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -112,9 +111,19 @@ def write_ml1m_shape(root: Path, seed: int = 0) -> Path:
     return folder
 
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as file:
-        return int(file.read().split()[1]) * resource.getpagesize() / 2**20
+def _status_mb(field: str) -> float:
+    """A memory figure of this process from /proc/self/status, in MiB."""
+    with open("/proc/self/status") as file:
+        for line in file:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def _reset_peak() -> None:
+    """Restarts the peak-RSS count (VmHWM) from the current RSS (Linux)."""
+    with open("/proc/self/clear_refs", "w") as file:
+        file.write("5")
 
 
 def child(kind: str, release: str, folder: str, cache: str) -> dict:
@@ -124,14 +133,15 @@ def child(kind: str, release: str, folder: str, cache: str) -> dict:
     from ratinggan.data.movielens import read_movielens
     from ratinggan.data.releases import release_info
 
-    baseline = _rss_mb()
+    _reset_peak()
+    baseline = _status_mb("VmRSS")
     started = time.perf_counter()
     if kind == "parse":
         dataset, ratings = read_movielens(release, folder)
     else:
         dataset, ratings = load_release(release, folder, cache)
     seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _status_mb("VmHWM")
     array_mb = (
         sum(
             a.nbytes
