@@ -57,6 +57,9 @@ def test_wrong_separator_in_dat_file(tmp_path):
     path.write_text("1::3::5::9\n1:3::5::9\n")
     with pytest.raises(DataError, match="line 2"):
         read_ratings(path, COLONS_LAYOUT)
+    path.write_text("1::3::5::9\n1:x:3::5::9\n")
+    with pytest.raises(DataError, match="line 2: expected 4 fields .* malf"):
+        read_ratings(path, COLONS_LAYOUT)
 
 
 def test_missing_and_empty_files(tmp_path):
@@ -135,7 +138,7 @@ def test_bad_movie_and_user_files(tmp_path):
     with pytest.raises(DataError, match=r"users.dat, line 2: field 'gender'"):
         read_movielens("ml-1m", folder)
     (folder / "users.dat").write_text("1::F::1::10::48067\n2::M::57::16::7\n")
-    with pytest.raises(DataError, match=r"users.dat, line 2: field 'Age'"):
+    with pytest.raises(DataError, match=r"users.dat, line 2: field 'age'"):
         read_movielens("ml-1m", folder)
     (folder / "movies.dat").write_text("1::Toy Story (1995)::Comedy\n2::Bad\n")
     with pytest.raises(DataError, match=r"movies.dat, line 2: expected 3"):

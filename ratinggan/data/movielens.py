@@ -483,38 +483,27 @@ def _read_ml1m_users(path: Path):
     user_ids = _int_column(path, frame["user_id"], "UserID")
     ages = _int_column(path, frame["age"], "Age")
     occupation_codes = _int_column(path, frame["occupation"], "Occupation")
-    bad_age = ~np.isin(ages, ML1M_AGE_CODES)
+    genders = ("F", "M")
+    gender_text = frame["gender"].str.strip()
+    gender_codes = (gender_text == "M").to_numpy().astype(np.int64)
     bad_occupation = (occupation_codes < 0) | (
         occupation_codes >= len(ML1M_OCCUPATIONS)
     )
-    for mask, field, expected in (
-        (bad_age, "Age", f"one of {list(ML1M_AGE_CODES)}"),
-        (bad_occupation, "Occupation", "a code 0..20"),
-    ):
+    problems = (
+        ("gender", ~gender_text.isin(genders).to_numpy(), "F or M"),
+        ("age", ~np.isin(ages, ML1M_AGE_CODES), f"one of {ML1M_AGE_CODES}"),
+        ("occupation", bad_occupation, "a code 0..20"),
+        ("user_id", pd.Series(user_ids).duplicated().to_numpy(), "unique"),
+    )
+    for column, mask, expected in problems:
         if mask.any():
             row = int(np.argmax(mask))
             raise DataError(
                 path,
-                f"field {field!r} should be {expected}",
+                f"field {column!r} should be {expected}, got "
+                f"{frame[column].iloc[row]!r}",
                 int(lines.index[row]),
             )
-    genders = ("F", "M")
-    gender_frame = frame.assign(gender=frame["gender"].str.strip())
-    gender_frame.index = range(len(frame))
-    try:
-        gender_codes = _codes(path, gender_frame, "gender", genders)
-    except DataError as error:
-        row = error.line - 1
-        raise DataError(
-            path, str(error).split(": ", 1)[1], int(lines.index[row])
-        ) from None
-    order = np.argsort(user_ids, kind="stable")
-    repeated = np.flatnonzero(user_ids[order][1:] == user_ids[order][:-1])
-    if len(repeated):
-        row = int(order[repeated[0] + 1])
-        raise DataError(
-            path, f"user {user_ids[row]} appears twice", int(lines.index[row])
-        )
 
     age_codes = _age_band(ages)
     features = np.concatenate(

@@ -129,7 +129,9 @@ def _arrow_options(layout: Layout, use_threads: bool = True):
     parse = pcsv.ParseOptions(delimiter=delimiter, quote_char=False)
     convert = pcsv.ConvertOptions(
         column_types=types,
-        include_columns=[n for n in names if n in COLUMN_TYPES],
+        include_columns=[
+            n for n in names if n in COLUMN_TYPES or n.startswith("_gap")
+        ],
         null_values=[""],
         strings_can_be_null=False,
     )
@@ -140,9 +142,9 @@ def _check_header(path: Path, layout: Layout) -> None:
     with open(path, "rb") as file:
         first = file.readline()
     text = first.decode("utf-8-sig", errors="replace").rstrip("\r\n")
-    fields = tuple(field.strip().strip('"') for field in text.split(","))
-    if layout.separator != ",":
-        fields = tuple(text.split(layout.separator))
+    fields = tuple(
+        field.strip().strip('"') for field in text.split(layout.separator)
+    )
     if fields[: len(layout.header)] != layout.header:
         raise DataError(
             path,
