@@ -201,3 +201,14 @@ def test_default_run_never_writes_outside_the_cache(tmp_path, monkeypatch):
     load_split("ml-1m", str(folder))
     assert sorted(os.listdir(folder)) == before
     assert len(_parsed_files(tmp_path / "c")) == 1
+
+
+def test_list_releases_reports_the_cache(tmp_path):
+    from ratinggan.data import list_releases
+
+    write_ml1m(tmp_path)
+    rows = {row["release"]: row for row in list_releases(tmp_path)}
+    assert len(rows) == 8
+    assert rows["ml-1m"]["cached"] and not rows["ml-25m"]["cached"]
+    assert rows["ml-1m"]["demographics"] and rows["ml-25m"]["levels"] == 10
+    assert not rows["ml-latest"]["checksum_pinned"]

@@ -41,6 +41,7 @@ __all__ = [
     "download",
     "find_release_dir",
     "holdout",
+    "list_releases",
     "load_release",
     "load_split",
     "make_synthetic",
@@ -191,6 +192,30 @@ def load_split(
 def _split_name(kind: str, test_fraction: float) -> str:
     percent = int(round(100 * test_fraction))
     return f"{kind}-{100 - percent}-{percent}"
+
+
+def list_releases(cache_dir: str | os.PathLike | None = None) -> list[dict]:
+    """Every known release with its size, scale, checksum status and
+    whether the cache holds it unpacked."""
+    rows = []
+    for info in RELEASES.values():
+        folder = release_dir(info.name, cache_dir)
+        rows.append(
+            {
+                "release": info.name,
+                "ratings": info.num_ratings,
+                "users": info.num_users,
+                "movies": info.num_items,
+                "levels": len(info.levels),
+                "demographics": info.users_file is not None,
+                "checksum_pinned": info.pinned,
+                "url": info.url,
+                "cached": all(
+                    (folder / name).is_file() for name in info.required_files
+                ),
+            }
+        )
+    return rows
 
 
 def describe(split_or_dataset) -> dict:
