@@ -212,3 +212,16 @@ def test_list_releases_reports_the_cache(tmp_path):
     assert rows["ml-1m"]["cached"] and not rows["ml-25m"]["cached"]
     assert rows["ml-1m"]["demographics"] and rows["ml-25m"]["levels"] == 10
     assert not rows["ml-latest"]["checksum_pinned"]
+
+
+def test_parquet_duplicates_are_named_by_row(tmp_path, caplog):
+    frame = pd.DataFrame(
+        {"user": [1, 1, 2], "item": [5, 5, 5], "rating": [1.0, 2.0, 3.0]}
+    )
+    frame.to_parquet(tmp_path / "r.parquet")
+    _, ratings, _ = read_custom(tmp_path / "r.parquet")
+    assert ratings.ratings.tolist() == [2.0, 3.0]
+    assert "1 duplicate (user, movie) pairs" in caplog.text
+    assert "dropped rows 0" in caplog.text
+    with pytest.raises(Exception, match="row 0: repeats a"):
+        read_custom(tmp_path / "r.parquet", strict=True)

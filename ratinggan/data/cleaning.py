@@ -103,6 +103,20 @@ def _shown(lines: np.ndarray) -> str:
     return text + (", ..." if len(lines) > 10 else "")
 
 
+def _located(path: Path, rows: np.ndarray, first_line: int):
+    """``(word, numbers)`` naming rows by file line, or by 0-based row when
+    ``first_line`` is 0 (Parquet, which has no lines)."""
+    if first_line == 0:
+        return "rows", rows
+    return "lines", physical_lines(path, rows + first_line)
+
+
+def _refuse(path: Path, reason: str, word: str, numbers) -> DataError:
+    if word == "rows":
+        return DataError(path, f"row {int(numbers[0])}: {reason}")
+    return DataError(path, reason, int(numbers[0]))
+
+
 def drop_rows(
     path: Path,
     problems: dict[str, np.ndarray],
@@ -119,15 +133,16 @@ def drop_rows(
         if not mask.any():
             continue
         rows = np.flatnonzero(mask)
-        lines = physical_lines(path, rows + first_line)
+        word, numbers = _located(path, rows, first_line)
         if strict:
-            raise DataError(path, reason, int(lines[0]))
+            raise _refuse(path, reason, word, numbers)
         logger.warning(
-            "%s: dropped %d rows (%s) at lines %s",
+            "%s: dropped %d rows (%s) at %s %s",
             path,
             len(rows),
             reason,
-            _shown(lines),
+            word,
+            _shown(numbers),
         )
         keep = ~mask if keep is None else keep & ~mask
     return keep
@@ -146,7 +161,8 @@ def latest_of_duplicates(
 
     The kept row is the latest by timestamp, then the last in the file.
     ``source_rows`` gives each row's position in the file (``None``: row
-    ``i`` is the file's ``i``-th), for the line numbers in the warning. The
+    ``i`` is the file's ``i``-th), for the line numbers in the warning
+    (``first_line`` 0: rows are named by position, as in Parquet). The
     common case, no duplicates, costs one sort and no reordering.
     """
     keys = ratings.users.astype(np.int64) * num_items + ratings.items
@@ -168,17 +184,18 @@ def latest_of_duplicates(
     is_last[:-1] = grouped[1:] != grouped[:-1]
     dropped = np.sort(order[~is_last])
     in_file = dropped if source_rows is None else source_rows[dropped]
-    lines = physical_lines(path, in_file + first_line)
+    word, numbers = _located(path, in_file, first_line)
     if strict:
-        raise DataError(
-            path, "repeats a (user, movie) pair rated earlier", int(lines[0])
+        raise _refuse(
+            path, "repeats a (user, movie) pair rated earlier", word, numbers
         )
     logger.warning(
         "%s: %d duplicate (user, movie) pairs; kept the latest rating of "
-        "each (by timestamp, then line) and dropped lines %s",
+        "each (by timestamp, then position) and dropped %s %s",
         path,
         len(dropped),
-        _shown(lines),
+        word,
+        _shown(numbers),
     )
     keep = np.ones(len(keys), bool)
     keep[dropped] = False

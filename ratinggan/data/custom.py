@@ -381,7 +381,7 @@ def _index(rows: dict, user_ids, item_ids, levels, strict) -> Ratings:
     keep = drop_rows(
         path,
         {f"rating not in {levels.tolist()}": ~np.isin(rows["ratings"], levels)},
-        first_line or 1,
+        first_line,
         strict,
     )
     kept = None if keep is None else np.flatnonzero(keep)
@@ -398,7 +398,7 @@ def _index(rows: dict, user_ids, item_ids, levels, strict) -> Ratings:
         else pick(rows["timestamps"]),
     )
     latest = latest_of_duplicates(
-        path, ratings, len(item_ids), kept, first_line or 1, strict
+        path, ratings, len(item_ids), kept, first_line, strict
     )
     return ratings if latest is None else ratings.take(latest)
 
