@@ -78,12 +78,28 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    # "synthetic" (built in, no download) or "ml-100k".
+    # "synthetic" (built in, no download), a MovieLens release (ml-100k,
+    # ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest-small, ml-latest;
+    # downloaded into the cache unless data_dir is given), or the path of
+    # your own .csv or .parquet rating file.
     dataset: str = "synthetic"
-    # Directory holding the unpacked release, for MovieLens datasets.
+    # Directory holding the unpacked release (or its parent).
     data_dir: str | None = None
     # ML-100K fold: u1..u5, ua or ub.
     fold: str = "u1"
+    # "auto" follows the protocol (ml-100k's fold, else random 90/10);
+    # "fold", "random", or "temporal" (the last 10% by time is the test).
+    split: str = "auto"
+    # Seed of the random split: 0 by the protocol, so numbers compare.
+    split_seed: int = 0
+    # Downloads and parsed arrays; default $RATINGGAN_CACHE_DIR, else
+    # ~/.cache/ratinggan.
+    cache_dir: str | None = None
+    # With your own rating file as dataset (a .csv or .parquet path):
+    # optional user and item feature tables, and a fixed test file.
+    user_table: str | None = None
+    item_table: str | None = None
+    test_file: str | None = None
     seed: int = 0
     # Share of the training part held out for early stopping.
     validation_fraction: float = 0.05

@@ -161,6 +161,12 @@ def train_and_evaluate(
         config.fold,
         config.seed,
         dataclasses.asdict(config.synthetic),
+        split=config.split,
+        split_seed=config.split_seed,
+        cache_dir=config.cache_dir,
+        user_table=config.user_table,
+        item_table=config.item_table,
+        test_file=config.test_file,
     )
     dataset = split.dataset
     train_part, validation = holdout(

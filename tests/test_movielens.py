@@ -119,3 +119,20 @@ def test_missing_directory_and_files(tmp_path):
         read_ml100k(tmp_path / "absent")
     with pytest.raises(DataError, match="missing u.data, u.user"):
         read_ml100k(tmp_path)
+
+
+def test_ml100k_whole_release_is_cached(ml100k_dir, tmp_path, caplog):
+    from ratinggan.data import describe, load_release
+
+    dataset, ratings = load_release("ml-100k", ml100k_dir, tmp_path)
+    # The four bad rows at the top of u.data (user 0; one also rates 0)
+    # are dropped with a warning that names their lines.
+    assert len(ratings) == 100_000
+    assert "dropped 4 rows (user not in the user file) at lines 1, 2, 3, 4" in (
+        caplog.text
+    )
+    again, cached = load_release("ml-100k", ml100k_dir, tmp_path)
+    np.testing.assert_array_equal(cached.ratings, ratings.ratings)
+    assert again.user_groups.keys() == dataset.user_groups.keys()
+    summary = describe(again)
+    assert (summary["users"], summary["items"]) == (943, 1682)

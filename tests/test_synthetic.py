@@ -52,3 +52,35 @@ def test_ordinal_probs_hand_case():
 def test_too_many_ratings_is_refused():
     with pytest.raises(ValueError, match="too many"):
         make_synthetic(num_users=10, num_items=10, num_ratings=60)
+
+
+@pytest.mark.parametrize("half_stars", [False, True])
+def test_large_grid_draws_distinct_pairs_from_the_true_distribution(
+    half_stars,
+):
+    # 3,000 x 2,000 pairs is past the exact-draw limit: the rejection path.
+    split = make_synthetic(
+        num_users=3000,
+        num_items=2000,
+        num_ratings=200_000,
+        half_stars=half_stars,
+    )
+    dataset = split.dataset
+    users = np.concatenate([split.train.users, split.test.users])
+    items = np.concatenate([split.train.items, split.test.items])
+    ratings = np.concatenate([split.train.ratings, split.test.ratings])
+
+    keys = users.astype(np.int64) * 2000 + items
+    assert len(np.unique(keys)) == 200_000
+    probs = dataset.true_probs(users, items)
+    assert probs.shape == (200_000, 10 if half_stars else 5)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-9)
+    observed = np.bincount(
+        dataset.level_index(ratings), minlength=probs.shape[1]
+    )
+    np.testing.assert_allclose(
+        observed / len(ratings), probs.mean(0), atol=0.004
+    )
+    # Popular movies are rated more: pair draws follow the weights.
+    counts = np.bincount(items, minlength=2000)
+    assert counts.max() > 10 * np.median(counts)

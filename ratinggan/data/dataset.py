@@ -22,6 +22,7 @@ class DataError(ValueError):
         super().__init__(f"{where}: {message}")
         self.path = path
         self.line = line
+        self.reason = message
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ratinggan.data.cleaning import index_ratings
 from ratinggan.data.dataset import DataError, Dataset, Ratings, Split
+from ratinggan.data.parsing import TAB_LAYOUT, Layout, check_file, read_ratings
 
 logger = logging.getLogger(__name__)
 
@@ -219,56 +221,29 @@ def _read_ml100k_items(data_dir: Path):
 def read_ratings_file(
     path: Path,
     dataset: Dataset,
-    user_index: dict[int, int],
-    item_index: dict[int, int],
+    user_index: dict[int, int] | None = None,
+    item_index: dict[int, int] | None = None,
     strict: bool = False,
+    layout: Layout = TAB_LAYOUT,
 ) -> Ratings:
-    """Reads a tab-separated ``user item rating timestamp`` file.
+    """Reads a rating file of a release whose users and movies are known.
 
     Rows that name a user or movie missing from the feature files, or hold a
-    rating off the scale, are dropped with a warning that lists them (or
-    raise ``DataError`` when ``strict``).
+    rating off the scale, are dropped with a warning that lists their lines
+    (or raise ``DataError`` when ``strict``); duplicate pairs keep the latest
+    rating. ``user_index`` and ``item_index`` are accepted for older callers
+    and ignored: the dataset's ID arrays define the indices.
     """
-    frame = read_table(path, "\t", ("user", "item", "rating", "timestamp"))
-    raw_users = parse_ints(path, frame, "user")
-    raw_items = parse_ints(path, frame, "item")
-    ratings = pd.to_numeric(frame["rating"], errors="coerce").to_numpy()
-    timestamps = parse_ints(path, frame, "timestamp")
-
-    users = np.array([user_index.get(u, -1) for u in raw_users], np.int64)
-    items = np.array([item_index.get(i, -1) for i in raw_items], np.int64)
-    on_scale = np.isin(ratings, dataset.levels)
-    problems = {
-        "user not in the user file": users < 0,
-        "movie not in the movie file": items < 0,
-        f"rating not in {dataset.levels.tolist()}": ~on_scale,
-    }
-    bad = np.zeros(len(frame), bool)
-    for reason, mask in problems.items():
-        if not mask.any():
-            continue
-        lines = (np.flatnonzero(mask) + 1).tolist()
-        if strict:
-            raise DataError(path, reason, lines[0])
-        shown = ", ".join(map(str, lines[:10])) + (
-            ", ..." if len(lines) > 10 else ""
-        )
-        logger.warning(
-            "%s: dropped %d rows (%s) at lines %s",
-            path,
-            len(lines),
-            reason,
-            shown,
-        )
-        bad |= mask
-
-    keep = ~bad
-    return Ratings(
-        users=users[keep].astype(np.int32),
-        items=items[keep].astype(np.int32),
-        ratings=ratings[keep].astype(np.float32),
-        timestamps=timestamps[keep],
+    _, ratings = index_ratings(
+        path,
+        read_ratings(path, layout),
+        dataset.user_ids,
+        dataset.item_ids,
+        dataset.levels,
+        layout.first_data_line,
+        strict,
     )
+    return ratings
 
 
 def read_ml100k(
@@ -307,16 +282,314 @@ def read_ml100k(
         user_groups=groups,
     )
 
-    user_index = {int(raw): index for index, raw in enumerate(user_ids)}
-    item_index = {int(raw): index for index, raw in enumerate(item_ids)}
-
     def read(name: str) -> Ratings:
-        return read_ratings_file(
-            data_dir / name, dataset, user_index, item_index, strict
-        )
+        return read_ratings_file(data_dir / name, dataset, strict=strict)
 
     if fold == "all":
         everything = read("u.data")
         no_rows = everything.take(np.zeros(0, np.int64))
         return Split(dataset, everything, no_rows, "all")
     return Split(dataset, read(f"{fold}.base"), read(f"{fold}.test"), fold)
+
+
+# ML-1M's occupation codes 0..20, from its README.
+ML1M_OCCUPATIONS = (
+    "other",
+    "academic/educator",
+    "artist",
+    "clerical/admin",
+    "college/grad student",
+    "customer service",
+    "doctor/health care",
+    "executive/managerial",
+    "farmer",
+    "homemaker",
+    "K-12 student",
+    "lawyer",
+    "programmer",
+    "retired",
+    "sales/marketing",
+    "scientist",
+    "self-employed",
+    "technician/engineer",
+    "tradesman/craftsman",
+    "unemployed",
+    "writer",
+)
+ML1M_AGE_CODES = (1, 18, 25, 35, 45, 50, 56)
+NO_GENRES = "(no genres listed)"
+# A year in parentheses at the end of a title, "(1995)" or "(2006-2007)".
+TITLE_YEAR = r"\((\d{4})(?:\s*[-\u2013]\s*\d{0,4})?\)\s*$"
+
+
+def _decode(path: Path) -> str:
+    """The text of a small file: UTF-8 (a BOM is dropped), else latin-1."""
+    check_file(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("latin-1")
+
+
+def _lines(path: Path) -> pd.Series:
+    """Non-blank lines of a small text file, indexed by line number."""
+    lines = pd.Series(_decode(path).splitlines())
+    lines.index = lines.index + 1
+    return lines[lines.str.strip() != ""]
+
+
+def _split_fields(
+    path: Path, lines: pd.Series, separator: str, names: tuple[str, ...]
+) -> pd.DataFrame:
+    """Splits each line into exactly ``len(names)`` fields, or names the
+    first line with a different count."""
+    fields = lines.str.split(separator, regex=False)
+    counts = fields.str.len()
+    wrong = counts != len(names)
+    if wrong.any():
+        line = int(wrong.idxmax())
+        raise DataError(
+            path,
+            f"expected {len(names)} fields separated by {separator!r}, "
+            f"found {int(counts[line])}",
+            line,
+        )
+    return pd.DataFrame(fields.tolist(), columns=list(names), index=lines.index)
+
+
+def _int_column(path: Path, column: pd.Series, name: str) -> np.ndarray:
+    values = pd.to_numeric(column.str.strip(), errors="coerce")
+    bad = values.isna() | (values != values.round())
+    if bad.any():
+        line = int(bad.idxmax())
+        raise DataError(
+            path,
+            f"field {name!r} should be an integer, got {column[line]!r}",
+            line,
+        )
+    return values.to_numpy(dtype=np.int64)
+
+
+def _read_dat_movies(path: Path):
+    """``MovieID::Title::Genres`` lines (ML-1M, ML-10M). A title may hold
+    ``:`` or even ``::``, so the ID is split off the left and the genres off
+    the right."""
+    lines = _lines(path)
+    head = lines.str.split("::", n=1, regex=False)
+    missing = head.str.len() != 2
+    rest = head.str[1].fillna("")
+    tail = rest.str.rsplit("::", n=1)
+    missing |= tail.str.len() != 2
+    if missing.any():
+        line = int(missing.idxmax())
+        raise DataError(
+            path,
+            "expected 3 fields separated by '::' (MovieID::Title::Genres)",
+            line,
+        )
+    ids = _int_column(path, head.str[0], "MovieID")
+    return ids, tail.str[0], tail.str[1], lines.index.to_numpy()
+
+
+def _read_csv_movies(path: Path):
+    """``movieId,title,genres`` with a header; titles holding commas are
+    quoted (ML-20M and later)."""
+    check_file(path)
+    try:
+        frame = pd.read_csv(
+            path,
+            dtype=str,
+            keep_default_na=False,
+            encoding="utf-8-sig",
+            skip_blank_lines=False,
+        )
+    except pd.errors.ParserError as error:
+        found = re.search(
+            r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error)
+        )
+        if found is None:
+            raise DataError(path, f"cannot parse: {error}") from None
+        raise DataError(
+            path,
+            f"expected {found.group(1)} fields separated by ',', found "
+            f"{found.group(3)} (a title with commas must be quoted)",
+            int(found.group(2)),
+        ) from None
+    expected = ["movieId", "title", "genres"]
+    if list(frame.columns) != expected:
+        raise DataError(
+            path,
+            f"expected the header {','.join(expected)!r}, found "
+            f"{','.join(map(str, frame.columns))!r}",
+            1,
+        )
+    frame.index = frame.index + 2
+    frame = frame[(frame != "").any(axis=1)]
+    empty_genres = frame["genres"] == ""
+    if empty_genres.any():
+        line = int(empty_genres.idxmax())
+        raise DataError(
+            path, "expected 3 fields separated by ',', found fewer", line
+        )
+    ids = _int_column(path, frame["movieId"], "movieId")
+    return ids, frame["title"], frame["genres"], frame.index.to_numpy()
+
+
+def movie_table(
+    path: Path, ids, titles: pd.Series, genres_text: pd.Series, lines
+):
+    """Movie features from titles and ``|``-separated genres: the release
+    year (from the title; the mean and a missing flag where absent) and the
+    genres, multi-hot."""
+    if len(ids) == 0:
+        raise DataError(path, "holds no movies")
+    duplicated = pd.Series(ids).duplicated().to_numpy()
+    if duplicated.any():
+        row = int(np.argmax(duplicated))
+        raise DataError(
+            path, f"movie {ids[row]} appears twice", int(lines[row])
+        )
+
+    dummies = genres_text.str.get_dummies(sep="|")
+    dummies = dummies.drop(columns=[NO_GENRES], errors="ignore")
+    genre_names = tuple(sorted(dummies.columns))
+    genres = dummies[list(genre_names)].to_numpy(dtype=bool)
+
+    years = pd.to_numeric(
+        titles.str.extract(TITLE_YEAR, expand=False), errors="coerce"
+    ).to_numpy(dtype=np.float64, copy=True)
+    year_missing = np.isnan(years)
+    fill = np.nanmean(years) if not year_missing.all() else 0.0
+    years[year_missing] = fill
+    features = np.concatenate(
+        [
+            _standardize(years)[:, None],
+            year_missing[:, None].astype(np.float32),
+            genres.astype(np.float32),
+        ],
+        axis=1,
+    )
+    names = ("year", "year_missing") + tuple(f"genre={g}" for g in genre_names)
+    return ids, features, names, genres, genre_names, tuple(titles.tolist())
+
+
+def _read_ml1m_users(path: Path):
+    """``UserID::Gender::Age::Occupation::Zip-code`` (ML-1M)."""
+    lines = _lines(path)
+    frame = _split_fields(
+        path, lines, "::", ("user_id", "gender", "age", "occupation", "zip")
+    )
+    user_ids = _int_column(path, frame["user_id"], "UserID")
+    ages = _int_column(path, frame["age"], "Age")
+    occupation_codes = _int_column(path, frame["occupation"], "Occupation")
+    genders = ("F", "M")
+    gender_text = frame["gender"].str.strip()
+    gender_codes = (gender_text == "M").to_numpy().astype(np.int64)
+    bad_occupation = (occupation_codes < 0) | (
+        occupation_codes >= len(ML1M_OCCUPATIONS)
+    )
+    problems = (
+        ("gender", ~gender_text.isin(genders).to_numpy(), "F or M"),
+        ("age", ~np.isin(ages, ML1M_AGE_CODES), f"one of {ML1M_AGE_CODES}"),
+        ("occupation", bad_occupation, "a code 0..20"),
+        ("user_id", pd.Series(user_ids).duplicated().to_numpy(), "unique"),
+    )
+    for column, mask, expected in problems:
+        if mask.any():
+            row = int(np.argmax(mask))
+            raise DataError(
+                path,
+                f"field {column!r} should be {expected}, got "
+                f"{frame[column].iloc[row]!r}",
+                int(lines.index[row]),
+            )
+
+    age_codes = _age_band(ages)
+    features = np.concatenate(
+        [
+            _standardize(ages.astype(np.float64))[:, None],
+            _one_hot(gender_codes, len(genders)),
+            _one_hot(occupation_codes, len(ML1M_OCCUPATIONS)),
+        ],
+        axis=1,
+    )
+    names = (
+        ("age",)
+        + tuple(f"gender={g}" for g in genders)
+        + tuple(f"occupation={o}" for o in ML1M_OCCUPATIONS)
+    )
+    groups = {
+        "gender": (genders, gender_codes.astype(np.int32)),
+        "age": (AGE_BAND_LABELS, age_codes.astype(np.int32)),
+        "occupation": (ML1M_OCCUPATIONS, occupation_codes.astype(np.int32)),
+    }
+    return user_ids, features, names, groups
+
+
+def read_movielens(
+    release: str, data_dir: str | os.PathLike, strict: bool = False
+) -> tuple[Dataset, Ratings]:
+    """Reads a whole release: its users, movies and every rating.
+
+    ``data_dir`` is the unpacked release folder (the one holding the rating
+    file). Rows naming an unknown movie or user, or holding a rating off the
+    scale, are dropped with a warning listing their lines (``strict``
+    raises instead); duplicate (user, movie) pairs keep the latest rating.
+    """
+    from ratinggan.data.releases import release_info
+
+    info = release_info(release)
+    data_dir = Path(data_dir)
+    _check_dir(data_dir, info.required_files, release)
+
+    if release == "ml-100k":
+        split = read_ml100k(data_dir, "all", strict)
+        return split.dataset, split.train
+
+    movies_path = data_dir / info.movies_file
+    if info.movies_file.endswith(".dat"):
+        movie_columns = _read_dat_movies(movies_path)
+    else:
+        movie_columns = _read_csv_movies(movies_path)
+    item_ids, item_features, item_names, genres, genre_names, titles = (
+        movie_table(movies_path, *movie_columns)
+    )
+
+    user_ids = None
+    user_features = None
+    user_names = ()
+    groups = {}
+    if info.users_file is not None:
+        user_ids, user_features, user_names, groups = _read_ml1m_users(
+            data_dir / info.users_file
+        )
+
+    ratings_path = data_dir / info.ratings_file
+    user_ids, ratings = index_ratings(
+        ratings_path,
+        read_ratings(ratings_path, info.layout),
+        user_ids,
+        item_ids,
+        info.levels,
+        info.layout.first_data_line,
+        strict,
+    )
+    if user_features is None:
+        user_features = np.zeros((len(user_ids), 0), np.float32)
+
+    dataset = Dataset(
+        name=release,
+        levels=info.levels,
+        user_ids=user_ids,
+        item_ids=item_ids,
+        user_features=user_features,
+        item_features=item_features,
+        user_feature_names=user_names,
+        item_feature_names=item_names,
+        genres=genres,
+        genre_names=genre_names,
+        item_titles=titles,
+        user_groups=groups,
+    )
+    return dataset, ratings

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit
 
+from ratinggan.data.cleaning import first_occurrences
 from ratinggan.data.dataset import Dataset, Ratings, Split
 from ratinggan.data.movielens import (
     AGE_BAND_EDGES,
@@ -29,6 +30,11 @@ FACTOR_DIM = 4
 # Share of ratings at each of five levels, close to ML-100K's histogram;
 # the thresholds reproduce it for a pair of average score.
 FIVE_LEVEL_SHARES = np.array([0.06, 0.11, 0.27, 0.34, 0.22])
+# Grids of at most this many (user, movie) pairs draw pairs exactly with one
+# weight per pair; larger ones by rejection (same distribution, less memory).
+EXACT_PAIR_LIMIT = 4_000_000
+# Ratings drawn per step, bounding the memory of the per-pair distributions.
+DRAW_CHUNK = 1 << 20
 
 
 def _thresholds(num_levels: int) -> np.ndarray:
@@ -53,6 +59,31 @@ def ordinal_probs(scores: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
     return np.diff(cumulative, axis=1)
 
 
+def _weighted_pairs(rng, user_weight, item_weight, count) -> np.ndarray:
+    """``count`` distinct pair keys ``user * num_items + item``, drawn with
+    probability proportional to ``user_weight * item_weight``.
+
+    For large grids, where a weight per pair would not fit in memory: users
+    and movies are drawn independently, repeats are dropped (keeping the
+    first draw), and the draw goes on until enough pairs are found. This is
+    sampling without replacement by rejection, as exact as the small-grid
+    path.
+    """
+    num_items = len(item_weight)
+    user_p = user_weight / user_weight.sum()
+    item_p = item_weight / item_weight.sum()
+    keys = np.zeros(0, np.int64)
+    while len(keys) < count:
+        wanted = int((count - len(keys)) * 1.1) + 16
+        users = rng.choice(len(user_weight), wanted, p=user_p)
+        items = rng.choice(num_items, wanted, p=item_p)
+        drawn = np.concatenate(
+            [keys, users.astype(np.int64) * num_items + items]
+        )
+        keys = drawn[first_occurrences(drawn)]
+    return keys[:count]
+
+
 def make_synthetic(
     num_users: int = 600,
     num_items: int = 1000,
@@ -61,7 +92,13 @@ def make_synthetic(
     test_fraction: float = 0.1,
     seed: int = 0,
 ) -> Split:
-    """Draws users, movies, ratings and a seeded random train/test split."""
+    """Draws users, movies, ratings and a seeded random train/test split.
+
+    Any size works: ``num_ratings`` up to half of all (user, movie) pairs;
+    ``half_stars`` picks the ten-level scale 0.5..5 instead of 1..5. The
+    returned dataset's ``true_probs(users, items)`` gives each pair's exact
+    distribution over the levels, from which its ratings were drawn.
+    """
     if num_ratings > num_users * num_items // 2:
         raise ValueError(
             f"num_ratings={num_ratings} is too many for {num_users} users and "
@@ -113,17 +150,24 @@ def make_synthetic(
     # Pairs: active users and popular movies rate more (log-normal weights).
     user_weight = rng.lognormal(0, 1.0, num_users)
     item_weight = rng.lognormal(0, 1.2, num_items)
-    pair_weight = np.outer(user_weight, item_weight).ravel()
-    pairs = rng.choice(
-        num_users * num_items,
-        num_ratings,
-        replace=False,
-        p=pair_weight / pair_weight.sum(),
-    )
+    if num_users * num_items <= EXACT_PAIR_LIMIT:
+        pair_weight = np.outer(user_weight, item_weight).ravel()
+        pairs = rng.choice(
+            num_users * num_items,
+            num_ratings,
+            replace=False,
+            p=pair_weight / pair_weight.sum(),
+        )
+    else:
+        pairs = _weighted_pairs(rng, user_weight, item_weight, num_ratings)
     users, items = np.divmod(pairs, num_items)
-    probs = true_probs(users, items)
-    draws = (rng.random(num_ratings)[:, None] > np.cumsum(probs, 1)).sum(1)
-    ratings = levels[np.minimum(draws, len(levels) - 1)]
+    ratings = np.empty(num_ratings, np.float32)
+    for start in range(0, num_ratings, DRAW_CHUNK):
+        chunk = slice(start, start + DRAW_CHUNK)
+        probs = true_probs(users[chunk], items[chunk])
+        uniform = rng.random(len(probs))[:, None]
+        draws = (uniform > np.cumsum(probs, 1)).sum(1)
+        ratings[chunk] = levels[np.minimum(draws, len(levels) - 1)]
 
     genre_names = tuple(f"genre{g:02d}" for g in range(NUM_GENRES))
     occupation_names = tuple(
