@@ -88,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _train(args: argparse.Namespace) -> None:
-    from ratinggan import evaluate, run
+    from ratinggan import distributed, evaluate, run
 
     changes = {
         name: value
@@ -97,7 +97,7 @@ def _train(args: argparse.Namespace) -> None:
     }
     config = override(Config(), changes)
     report = run.train_and_evaluate(config, args.workdir, not args.quiet)
-    if not args.quiet:
+    if not args.quiet and distributed.is_writer():
         print(evaluate.format_table(report["rows"]))
         print(f"report: {args.workdir}/report.json")
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from ratinggan import evaluate, metrics, predict, train
+from ratinggan import distributed, evaluate, metrics, predict, train
 from ratinggan.config import Config
 from ratinggan.data import Dataset, Ratings, holdout, load_split
 from ratinggan.sharding import check_batch_size, make_mesh
@@ -145,13 +145,23 @@ def train_and_evaluate(
 
     The work directory receives ``config.json``, ``metrics.jsonl`` (one line
     per epoch), ``report.json``, ``report.md`` and PNG plots. Returns the
-    report.
+    report. In a multi-process run (``ratinggan.distributed``) every process
+    trains its share and returns the report; only process 0 logs, shows
+    progress and writes.
     """
     started = time.perf_counter()
+    distributed.initialize_from_environment()
+    mesh = make_mesh()
+    check_batch_size(config.regressor.batch_size, mesh, "regressor.batch_size")
+    check_batch_size(config.gan.batch_size, mesh, "gan.batch_size")
+    is_writer = distributed.is_writer()
+    progress = progress and is_writer
+    if not is_writer:
+        logger.setLevel(logging.WARNING)
+
     workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    is_writer = jax.process_index() == 0
     if is_writer:
+        workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json() + "\n")
     log = MetricsLog(workdir / "metrics.jsonl")
 
@@ -173,16 +183,17 @@ def train_and_evaluate(
         split.train, config.validation_fraction, config.seed
     )
     logger.info(
-        "%s %s: %d training, %d validation, %d test ratings on %d devices",
+        "%s %s: %d training, %d validation, %d test ratings on %d devices "
+        "in %d processes",
         dataset.name,
         split.name,
         len(train_part),
         len(validation),
         len(split.test),
         jax.device_count(),
+        jax.process_count(),
     )
 
-    mesh = make_mesh()
     tables = train.device_tables(dataset, mesh)
     regressor_key, gan_key, report_key = jax.random.split(
         jax.random.key(config.seed), 3

@@ -4,7 +4,8 @@ Each step is a pure ``(state, batch, key) -> (state, metrics)`` function.
 ``make_epoch`` is the one place where steps are transformed: it wraps a
 step in a ``lax.scan`` over shuffled batches gathered from the
 device-resident rating tables, and jits the whole epoch with replicated
-state, batch-sharded rows and a donated state.
+state, a row-sharded rating table, batch-sharded steps and a donated state
+(``ratinggan.sharding`` says how that makes it data parallel).
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from ratinggan import losses, models
 from ratinggan.config import GanConfig, RegressorConfig
 from ratinggan.data import Dataset, Ratings
-from ratinggan.sharding import DATA_AXIS, replicated
+from ratinggan.sharding import (
+    DATA_AXIS,
+    batch_sharded,
+    replicated,
+    shard_rows,
+)
 
 Metrics = dict[str, jax.Array]
 StepFn = Callable[[Any, models.Batch, jax.Array], tuple[Any, Metrics]]
@@ -54,15 +60,17 @@ def device_tables(dataset: Dataset, mesh: Mesh) -> dict[str, jax.Array]:
 def device_ratings(
     ratings: Ratings, dataset: Dataset, mesh: Mesh
 ) -> dict[str, jax.Array]:
-    """Puts a rating table on every device, with each rating's level index."""
-    return jax.device_put(
+    """Splits a rating table, with each rating's level index, by rows across
+    the devices (see ``sharding``). The arrays are zero-padded to a multiple
+    of the device count; ``len(ratings)`` stays the number of real rows."""
+    return shard_rows(
         {
             "users": ratings.users.astype(np.int32),
             "items": ratings.items.astype(np.int32),
             "ratings": ratings.ratings.astype(np.float32),
             "levels": dataset.level_index(ratings.ratings),
         },
-        replicated(mesh),
+        mesh,
     )
 
 
@@ -225,7 +233,11 @@ def make_epoch(
     dropped (a different remainder each epoch). With ``group``, each step
     gets ``group`` batches stacked (``[group, batch_size]``), as ``gan_step``
     wants. Returns ``epoch(state, tables, ratings, key) -> (state, mean
-    metrics)``, jitted with the state donated.
+    metrics)``, jitted with the state donated: the new state reuses its
+    buffers, so a run holds one copy of the parameters and Adam moments.
+    ``ratings`` is a table from ``device_ratings``; ``tables`` and the state
+    are replicated. The program depends only on shapes, so every epoch after
+    the first reuses the first one's compilation.
     """
     rows_per_step = batch_size * (group or 1)
     num_steps = num_rows // rows_per_step
@@ -259,7 +271,7 @@ def make_epoch(
     everywhere = replicated(mesh)
     return jax.jit(
         epoch,
-        in_shardings=everywhere,
+        in_shardings=(everywhere, everywhere, batch_sharded(mesh), everywhere),
         out_shardings=everywhere,
         donate_argnums=0,
     )
