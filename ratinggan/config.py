@@ -23,7 +23,8 @@ class SyntheticConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RegressorConfig:
-    # "factor" (biases, ID embeddings and side features) or "linear" (one
+    # "factor" (biases, ID embeddings and side features), "autorec" (an
+    # item autoencoder over each movie's training ratings) or "linear" (one
     # weight vector over one-hot IDs and features).
     model: str = "factor"
     # Width of the user and movie vectors of the factor model.
@@ -37,6 +38,16 @@ class RegressorConfig:
     learning_rate: float = 1e-3
     # Weight of the per-row L2 penalty on the ID parameters a row uses.
     l2: float = 0.03
+    # Decoupled (AdamW) weight decay on every trained parameter; it is what
+    # regularises the shared autorec encoder.
+    weight_decay: float = 0.0
+    # Hidden code width of the autorec model.
+    hidden_dim: int = 500
+    # Dropout on the autorec model's input column while training.
+    dropout: float = 0.0
+    # Autoencoders in the autorec ensemble, each fitted on its own error
+    # from its own initial draw; predictions are their mean.
+    members: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
