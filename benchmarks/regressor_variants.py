@@ -31,20 +31,21 @@ from ratinggan.data import Dataset, Ratings, Split, holdout, read_ml100k
 from ratinggan.sharding import make_mesh
 
 VARIANTS: dict[str, dict] = {
+    # The shipped defaults: an ensemble of three item autoencoders.
     "default": {},
-    "factor": {"model": "factor"},
-    "autorec": {
-        "model": "autorec",
-        "dropout": 0.5,
-        "l2": 0.1,
-        "weight_decay": 1.0,
-        "hidden_dim": 256,
-        "batch_size": 1024,
-        "learning_rate": 0.002,
+    # The first version's default: a factor model trained with Adam.
+    "factor-v1": {
+        "model": "factor",
+        "batch_size": 512,
+        "learning_rate": 1e-3,
+        "l2": 0.03,
+        "weight_decay": 0.0,
     },
+    # Steps on the way to the default.
+    "autorec-h256": {"members": 1, "hidden_dim": 256},
+    "autorec-x3-h256": {"hidden_dim": 256},
+    "autorec-h128": {"members": 1},
 }
-VARIANTS["autorec-x3"] = {**VARIANTS["autorec"], "members": 3}
-VARIANTS["autorec-x3-h128"] = {**VARIANTS["autorec-x3"], "hidden_dim": 128}
 
 
 def read_latest_small(data_dir: Path, seed: int = 0) -> Split:

@@ -300,6 +300,11 @@ def make_regressor(
     )
 
 
+# Users x movies cells of autorec's dense rating table: ML-1M (22M) fits,
+# ML-10M (750M, 3 GB) does not.
+MAX_AUTOREC_CELLS = 100_000_000
+
+
 def rating_matrix(ratings: Ratings, dataset: Dataset) -> np.ndarray:
     """The training ratings as a dense ``[num_items, num_users]`` matrix
     with 0 where a movie was not rated (what AutoRec reads)."""
@@ -358,6 +363,13 @@ def create_regressor_state(
             raise ValueError(
                 "regressor.model 'autorec' needs the training ratings "
                 "(history=...)"
+            )
+        cells = dataset.num_items * dataset.num_users
+        if cells > MAX_AUTOREC_CELLS:
+            raise ValueError(
+                f"regressor.model 'autorec' keeps a dense {dataset.num_items}"
+                f" x {dataset.num_users} rating table, over its limit of "
+                f"{MAX_AUTOREC_CELLS:,} cells; use regressor.model=factor"
             )
         matrix = jax.device_put(
             rating_matrix(history, dataset), replicated(mesh)

@@ -18,6 +18,7 @@ AUTOREC = config_lib.override(
         "regressor.model": "autorec",
         "regressor.hidden_dim": 8,
         "regressor.members": 3,
+        "regressor.dropout": 0.0,
         "regressor.batch_size": 64,
     },
 ).regressor
