@@ -117,7 +117,9 @@ def score(config: Config, split: Split) -> dict:
         validation,
         tables,
         mesh,
-        jax.random.key(config.seed),
+        # The regressor's key as run.train_and_evaluate derives it, so the
+        # figures match `ratinggan train`.
+        jax.random.split(jax.random.key(config.seed), 3)[0],
         run.MetricsLog(None),
         progress=False,
     )

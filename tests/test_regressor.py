@@ -147,3 +147,17 @@ def test_training_lowers_the_loss_and_keeps_the_history(tiny):
 
     assert np.mean(losses[-5:]) < 0.7 * losses[0]
     np.testing.assert_array_equal(state.params["history"], history)
+
+
+def test_cheap_keep_mask_keeps_the_rate_independently():
+    from ratinggan.models import cheap_keep_mask
+
+    keep = np.asarray(cheap_keep_mask(jax.random.key(0), (4000, 500), 0.3))
+    other = np.asarray(cheap_keep_mask(jax.random.key(1), (4000, 500), 0.3))
+
+    assert keep.mean() == pytest.approx(0.3, abs=0.003)
+    # Binomial spread of per-row and per-column rates: sqrt(p(1-p)/n).
+    assert keep.mean(1).std() == pytest.approx(np.sqrt(0.21 / 500), rel=0.1)
+    assert keep.mean(0).std() == pytest.approx(np.sqrt(0.21 / 4000), rel=0.1)
+    assert abs(np.corrcoef(keep[:, 0], keep[:, 1])[0, 1]) < 0.05
+    assert (keep != other).mean() == pytest.approx(2 * 0.3 * 0.7, abs=0.005)
