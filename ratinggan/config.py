@@ -23,9 +23,15 @@ class SyntheticConfig:
 
 @dataclasses.dataclass(frozen=True)
 class RegressorConfig:
-    # "factor" (biases, ID embeddings and side features) or "linear" (one
-    # weight vector over one-hot IDs and features).
-    model: str = "factor"
+    # "autorec" (an ensemble of item autoencoders over each movie's training
+    # ratings; the most accurate, see benchmarks/results/
+    # regressor_variants.md), "factor" (biases, ID embeddings and side
+    # features; for releases too large for autorec's dense users x movies
+    # table) or "linear" (one weight vector over one-hot IDs and features).
+    # The defaults below are autorec's best on ML-100K validation parts;
+    # factor did best with batch_size 512, learning_rate 1e-3, l2 0.03 and
+    # weight_decay 0.
+    model: str = "autorec"
     # Width of the user and movie vectors of the factor model.
     embed_dim: int = 32
     # Upper bound on passes over the training data; early stopping on the
@@ -33,10 +39,21 @@ class RegressorConfig:
     epochs: int = 40
     # Epochs without a better validation RMSE before stopping.
     patience: int = 4
-    batch_size: int = 512
-    learning_rate: float = 1e-3
-    # Weight of the per-row L2 penalty on the ID parameters a row uses.
-    l2: float = 0.03
+    batch_size: int = 1024
+    learning_rate: float = 2e-3
+    # Weight of the per-row L2 penalty on the per-user and per-movie
+    # parameters a row uses.
+    l2: float = 0.1
+    # Decoupled (AdamW) weight decay on every trained parameter; it is what
+    # regularises the shared autorec encoder.
+    weight_decay: float = 1.0
+    # Hidden code width of the autorec model.
+    hidden_dim: int = 128
+    # Dropout on the autorec model's input column while training.
+    dropout: float = 0.5
+    # Autoencoders in the autorec ensemble, each fitted on its own error
+    # from its own initial draw; predictions are their mean.
+    members: int = 3
 
 
 @dataclasses.dataclass(frozen=True)

@@ -38,7 +38,10 @@ class LinearRegressor(nn.Module):
     rating_mean: float
 
     @nn.compact
-    def __call__(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    def __call__(
+        self, batch: Batch, train: bool = False
+    ) -> tuple[jax.Array, jax.Array]:
+        del train  # Nothing random here.
         zeros = nn.initializers.zeros
         user_weight = nn.Embed(self.num_users, 1, embedding_init=zeros)(
             batch["users"]
@@ -69,7 +72,10 @@ class FactorRegressor(nn.Module):
     embed_dim: int = 64
 
     @nn.compact
-    def __call__(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
+    def __call__(
+        self, batch: Batch, train: bool = False
+    ) -> tuple[jax.Array, jax.Array]:
+        del train  # Nothing random here.
         zeros = nn.initializers.zeros
         user_bias = nn.Embed(self.num_users, 1, embedding_init=zeros)(
             batch["users"]
@@ -106,6 +112,142 @@ class FactorRegressor(nn.Module):
             + jnp.sum(item_embed**2, axis=-1)
         )
         return ratings, penalty
+
+
+def cheap_keep_mask(
+    key: jax.Array, shape: tuple[int, int], keep_rate: float
+) -> jax.Array:
+    """A dropout mask ``[B, N]`` keeping each entry with ``keep_rate``.
+
+    Drawing every entry from the threefry generator cost more than the
+    whole autoencoder on CPU, so only one 32-bit seed per row is drawn and
+    each entry's bits come from a murmur3-style integer hash of that seed
+    and the column index: not a cryptographic stream, but plenty for
+    dropout.
+    """
+    seeds = jax.random.bits(key, (shape[0], 1), jnp.uint32)
+    columns = jnp.arange(shape[1], dtype=jnp.uint32)[None, :]
+    bits = seeds ^ (columns * jnp.uint32(0x9E3779B9))
+    bits = (bits ^ (bits >> 16)) * jnp.uint32(0x85EBCA6B)
+    bits = (bits ^ (bits >> 13)) * jnp.uint32(0xC2B2AE35)
+    bits = bits ^ (bits >> 16)
+    return bits < jnp.uint32(min(keep_rate, 1.0 - 2.0**-32) * 2.0**32)
+
+
+class AutoRecMember(nn.Module):
+    """One item autoencoder of ``AutoRecRegressor``, given each row's movie
+    column (``[B, num_users]``, the row's own rating already removed)."""
+
+    num_users: int
+    num_items: int
+    rating_mean: float
+    hidden_dim: int
+    dropout: float
+    deterministic: bool
+
+    @nn.compact
+    def __call__(
+        self, column: jax.Array, batch: Batch
+    ) -> tuple[jax.Array, jax.Array]:
+        zeros = nn.initializers.zeros
+        users, items = batch["users"], batch["items"]
+        if not self.deterministic and self.dropout > 0:
+            keep = cheap_keep_mask(
+                self.make_rng("dropout"), column.shape, 1.0 - self.dropout
+            )
+            column = jnp.where(keep, column / (1.0 - self.dropout), 0.0)
+        code = nn.sigmoid(
+            nn.Dense(self.hidden_dim, kernel_init=small_normal)(column)
+            + nn.Dense(self.hidden_dim, use_bias=False, kernel_init=zeros)(
+                batch["item_features"]
+            )
+        )
+        user_out = nn.Embed(
+            self.num_users, self.hidden_dim, embedding_init=small_normal
+        )(users)
+        user_bias = nn.Embed(self.num_users, 1, embedding_init=zeros)(users)[
+            :, 0
+        ]
+        item_bias = nn.Embed(self.num_items, 1, embedding_init=zeros)(items)[
+            :, 0
+        ]
+        ratings = (
+            self.rating_mean
+            + user_bias
+            + item_bias
+            + jnp.sum(code * user_out, axis=-1)
+        )
+        penalty = user_bias**2 + item_bias**2 + jnp.sum(user_out**2, -1)
+        return ratings, penalty
+
+
+class AutoRecRegressor(nn.Module):
+    """An ensemble of item autoencoders (I-AutoRec), one rating at a time.
+
+    Each member encodes a movie from the column of training ratings it
+    received (``history``, ``[num_items, num_users]``, 0 where unrated) and
+    its side features into a hidden code; a user's rating is that code
+    dotted with the user's output vector, plus biases. The row's own rating
+    is removed from the input, so training predicts each rating from the
+    movie's other ratings, exactly as a held-out rating is predicted.
+
+    The ``members`` autoencoders start from different draws and are fitted
+    each on its own error; a prediction is their mean. With ``train=True``
+    the call returns every member's ratings and penalties (``[members,
+    B]``) so that the loss treats them apart; otherwise ``(ratings [B],
+    penalty [B])``, means over members. The penalty is the squared norms of
+    the per-user and per-movie parameters each row used.
+
+    ``history`` is a parameter only so that it travels with the state (and
+    its checkpoints); ``create_regressor_state`` fills it with the training
+    ratings and the optimiser never changes it. Its size grows with users
+    times movies, which limits this model to the smaller releases.
+
+    Reference: Sedhain et al., "AutoRec: Autoencoders Meet Collaborative
+    Filtering", WWW 2015.
+    """
+
+    num_users: int
+    num_items: int
+    rating_mean: float
+    hidden_dim: int = 500
+    dropout: float = 0.0
+    members: int = 1
+
+    @nn.compact
+    def __call__(
+        self, batch: Batch, train: bool = False
+    ) -> tuple[jax.Array, jax.Array]:
+        history = jax.lax.stop_gradient(
+            self.param(
+                "history",
+                nn.initializers.zeros,
+                (self.num_items, self.num_users),
+            )
+        )
+        users, items = batch["users"], batch["items"]
+        column = history[items].at[jnp.arange(users.shape[0]), users].set(0.0)
+
+        ensemble = nn.vmap(
+            AutoRecMember,
+            variable_axes={"params": 0},
+            split_rngs={"params": True, "dropout": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.members,
+        )
+        ratings, penalty = ensemble(
+            self.num_users,
+            self.num_items,
+            self.rating_mean,
+            self.hidden_dim,
+            self.dropout,
+            deterministic=not train,
+            name="members",
+        )(column, batch)
+        if train:
+            return ratings, penalty
+        return jnp.mean(ratings, 0), jnp.mean(penalty, 0)
 
 
 class LevelClassifier(nn.Module):

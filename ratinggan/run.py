@@ -56,7 +56,12 @@ def fit_regressor(
     check_batch_size(settings.batch_size, mesh, "regressor.batch_size")
     init_key, loop_key = jax.random.split(key)
     state = train.create_regressor_state(
-        settings, dataset, float(train_part.ratings.mean()), init_key, mesh
+        settings,
+        dataset,
+        float(train_part.ratings.mean()),
+        init_key,
+        mesh,
+        history=train_part,
     )
     epoch_fn = train.make_epoch(
         functools.partial(train.regressor_step, l2=settings.l2),

@@ -98,14 +98,19 @@ def gather_batch(tables, ratings, rows: jax.Array) -> models.Batch:
 def regressor_step(
     state: TrainState, batch: models.Batch, key: jax.Array, *, l2: float
 ) -> tuple[TrainState, Metrics]:
-    """One gradient step on mean squared error plus per-row L2."""
-    del key  # The regressor is deterministic; the key keeps the signature.
+    """One gradient step on mean squared error plus per-row L2.
+
+    ``key`` drives the regressor's dropout, where it has any. An ensemble
+    returns ``[members, B]`` predictions in training; each member's error is
+    averaged in, so the members fit the ratings independently.
+    """
 
     def loss_fn(params):
-        predictions, penalty = state.apply_fn({"params": params}, batch)
-        return losses.regression_loss(
-            predictions, batch["ratings"], penalty, l2
+        predictions, penalty = state.apply_fn(
+            {"params": params}, batch, train=True, rngs={"dropout": key}
         )
+        targets = jnp.broadcast_to(batch["ratings"], predictions.shape)
+        return losses.regression_loss(predictions, targets, penalty, l2)
 
     (loss, mse), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     metrics = {"loss": loss, "mse": mse, "grad_norm": optax.tree.norm(grads)}
@@ -282,7 +287,7 @@ def make_epoch(
 
 def make_regressor(
     config: RegressorConfig, dataset: Dataset, rating_mean: float
-) -> models.LinearRegressor | models.FactorRegressor:
+) -> models.LinearRegressor | models.FactorRegressor | models.AutoRecRegressor:
     """The regressor module named by ``config.model``."""
     if config.model == "linear":
         return models.LinearRegressor(
@@ -292,8 +297,52 @@ def make_regressor(
         return models.FactorRegressor(
             dataset.num_users, dataset.num_items, rating_mean, config.embed_dim
         )
+    if config.model == "autorec":
+        return models.AutoRecRegressor(
+            dataset.num_users,
+            dataset.num_items,
+            rating_mean,
+            config.hidden_dim,
+            config.dropout,
+            config.members,
+        )
     raise ValueError(
-        f"unknown regressor.model {config.model!r}; expected factor or linear"
+        f"unknown regressor.model {config.model!r}; expected factor, "
+        "autorec or linear"
+    )
+
+
+# Users x movies cells of autorec's dense rating table: ML-1M (22M) fits,
+# ML-10M (750M, 3 GB) does not.
+MAX_AUTOREC_CELLS = 100_000_000
+
+
+def rating_matrix(ratings: Ratings, dataset: Dataset) -> np.ndarray:
+    """The training ratings as a dense ``[num_items, num_users]`` matrix
+    with 0 where a movie was not rated (what AutoRec reads)."""
+    matrix = np.zeros((dataset.num_items, dataset.num_users), np.float32)
+    matrix[ratings.items, ratings.users] = ratings.ratings
+    return matrix
+
+
+def regressor_optimizer(
+    config: RegressorConfig, params
+) -> optax.GradientTransformation:
+    """Adam (AdamW with ``weight_decay``) on every parameter but the
+    ``history`` table, which is data and stays fixed."""
+    labels = jax.tree_util.tree_map_with_path(
+        lambda path, _: (
+            "fixed"
+            if any(getattr(k, "key", None) == "history" for k in path)
+            else "trained"
+        ),
+        params,
+    )
+    trained = optax.adamw(
+        config.learning_rate, weight_decay=config.weight_decay
+    )
+    return optax.multi_transform(
+        {"trained": trained, "fixed": optax.set_to_zero()}, labels
     )
 
 
@@ -312,20 +361,44 @@ def create_regressor_state(
     rating_mean: float,
     key: jax.Array,
     mesh: Mesh,
+    history: Ratings | None = None,
 ) -> TrainState:
-    """A replicated regressor train state with Adam."""
+    """A replicated regressor train state.
+
+    ``history``, the training ratings, is required by the ``autorec``
+    model, which reads them as its input.
+    """
     model = make_regressor(config, dataset, rating_mean)
+    matrix = None
+    if config.model == "autorec":
+        if history is None:
+            raise ValueError(
+                "regressor.model 'autorec' needs the training ratings "
+                "(history=...)"
+            )
+        cells = dataset.num_items * dataset.num_users
+        if cells > MAX_AUTOREC_CELLS:
+            raise ValueError(
+                f"regressor.model 'autorec' keeps a dense {dataset.num_items}"
+                f" x {dataset.num_users} rating table, over its limit of "
+                f"{MAX_AUTOREC_CELLS:,} cells; use regressor.model=factor"
+            )
+        matrix = jax.device_put(
+            rating_matrix(history, dataset), replicated(mesh)
+        )
 
     @functools.partial(jax.jit, out_shardings=replicated(mesh))
-    def init(key):
+    def init(key, matrix):
         params = model.init(key, _example_batch(dataset))["params"]
+        if matrix is not None:
+            params = {**params, "history": matrix}
         return TrainState.create(
             apply_fn=model.apply,
             params=params,
-            tx=optax.adam(config.learning_rate),
+            tx=regressor_optimizer(config, params),
         )
 
-    return init(key)
+    return init(key, matrix)
 
 
 def create_gan_state(

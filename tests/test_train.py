@@ -13,6 +13,7 @@ from ratinggan.sharding import make_mesh
 TINY = config_lib.override(
     config_lib.Config(),
     {
+        "regressor.model": "factor",
         "regressor.batch_size": 64,
         "regressor.embed_dim": 8,
         "gan.batch_size": 32,
@@ -189,7 +190,12 @@ def test_short_u1_run_beats_the_global_mean(ml100k_dir):
 
     split = read_ml100k(ml100k_dir, "u1")
     config = config_lib.override(
-        config_lib.Config(), {"regressor.epochs": 3, "regressor.embed_dim": 16}
+        config_lib.Config(),
+        {
+            "regressor.model": "factor",
+            "regressor.epochs": 3,
+            "regressor.embed_dim": 16,
+        },
     )
     train_part, validation = holdout(split.train, 0.05, 0)
     mesh = make_mesh()
