@@ -17,6 +17,7 @@ TensorStore format, everything else through JSON.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
@@ -125,6 +126,20 @@ def data_fingerprint(*arrays: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
+@contextlib.contextmanager
+def _absl_quiet(quiet: bool):
+    """Silences Orbax's warnings (through absl) that a read-only manager
+    is read-only."""
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    if quiet:
+        absl_logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        absl_logger.setLevel(level)
+
+
 def _is_writer() -> bool:
     return jax.process_index() == 0
 
@@ -148,13 +163,24 @@ class Checkpoints:
         if read_only and not self.directory.is_dir():
             raise FileNotFoundError(f"no checkpoints in {self.workdir}")
         self._report_unfinished_saves()
-        self._manager = ocp.CheckpointManager(
+        with _absl_quiet(read_only):
+            self._manager = self._open_manager(keep)
+
+    def _open_manager(self, keep: int) -> ocp.CheckpointManager:
+        read_only = self.read_only
+        return ocp.CheckpointManager(
             self.directory.absolute(),
             options=ocp.CheckpointManagerOptions(
-                max_to_keep=keep,
+                # Orbax warns about settings a read-only manager ignores.
+                max_to_keep=None if read_only else keep,
+                save_interval_steps=0 if read_only else 1,
                 create=not read_only,
                 read_only=read_only,
                 cleanup_tmp_directories=not read_only,
+                # Synchronous: a save is on disk before training goes on,
+                # so a kill loses at most one interval. An asynchronous
+                # save still in flight at the kill would lose two.
+                enable_async_checkpointing=False,
             ),
         )
 
@@ -193,8 +219,8 @@ class Checkpoints:
         config: Config,
     ) -> bool:
         """Saves ``state`` and ``meta`` as step ``step``, unless that step
-        exists already. Returns whether it saved. Asynchronous: the arrays
-        are copied off the devices before this returns, written after."""
+        exists already. Returns whether it saved; the checkpoint is on disk
+        when this returns."""
         if self.read_only:
             raise ValueError(f"{self.directory} was opened read-only")
         if step in self._manager.all_steps():
@@ -213,7 +239,7 @@ class Checkpoints:
             force=True,
         )
         logger.info(
-            "saving the checkpoint at step %d (%.2f s before training goes on)",
+            "saved the checkpoint at step %d in %.2f s",
             step,
             time.perf_counter() - started,
         )

@@ -223,14 +223,14 @@ def _check_finite(
         name: int(step) for name, step in first_bad.items() if int(step) >= 0
     }
     finite = np.asarray(_finite_leaves(part))
-    paths = [
-        jax.tree_util.keystr(path)
+    groups = [
+        jax.tree_util.keystr(path[:2])
         for path, leaf in jax.tree_util.tree_flatten_with_path(part)[0]
         if _is_float(leaf)
     ]
-    bad_arrays = [
-        path for path, ok in zip(paths, finite, strict=True) if not ok
-    ]
+    bad_arrays = sorted(
+        {group for group, ok in zip(groups, finite, strict=True) if not ok}
+    )
     if not bad_metrics and not bad_arrays:
         return
 
@@ -242,7 +242,7 @@ def _check_finite(
         step = first_step + stop - 1
         what = "non-finite values"
     if bad_arrays:
-        what += f" (in {phase} state: {', '.join(bad_arrays[:4])})"
+        what += f" (arrays in {', '.join(bad_arrays)})"
     raise FloatingPointError(
         f"{phase} step {step}: {what}; stopped without saving, "
         f"{session.last_good()}"
