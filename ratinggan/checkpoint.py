@@ -43,8 +43,9 @@ CORRUPT_DIR = "corrupt-checkpoints"
 # with a clear message instead of failing somewhere inside Orbax.
 FORMAT = 1
 # Config fields that a resumed run may change: none of them changes what is
-# trained (where the data lies, how often to save, how to report).
-RESUMABLE_FIELDS = ("data_dir", "checkpoint.", "eval.")
+# trained (where the data lie, how often to save, how to report). That the
+# data found there are the same is checked apart, by their fingerprint.
+RESUMABLE_FIELDS = ("data_dir", "cache_dir", "checkpoint.", "eval.")
 # The name Orbax gives a step directory while it is still being written.
 TEMPORARY_MARK = ".orbax-checkpoint-tmp"
 
@@ -317,10 +318,6 @@ class Checkpoints:
             reason[:300],
             destination,
         )
-
-    def wait(self) -> None:
-        """Blocks until every save in flight is on disk."""
-        self._manager.wait_until_finished()
 
     def close(self) -> None:
         self._manager.close()

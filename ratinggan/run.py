@@ -157,20 +157,19 @@ class Session:
         due = every > 0 and self.position.step % every == 0
         if due or self._stop_requested():
             self.save()
-        if self._stop_requested():
-            self.checkpoints.wait()
-            raise checkpoint.Interrupted(
-                self.stop.requested,
-                self.position.step,
-                self.checkpoints.directory,
-            )
+        self._stop_if_asked()
 
     def finish(self) -> None:
-        """The final save; waits until every save is on disk."""
+        """The final save (unless the last piece's save was at this step)."""
         if self.checkpoints is None:
             return
         self.save()
-        self.checkpoints.wait()
+        self._stop_if_asked()
+
+    def _stop_requested(self) -> bool:
+        return self.stop is not None and self.stop.requested is not None
+
+    def _stop_if_asked(self) -> None:
         if self._stop_requested():
             raise checkpoint.Interrupted(
                 self.stop.requested,
@@ -186,13 +185,9 @@ class Session:
             self.config,
         )
 
-    def _stop_requested(self) -> bool:
-        return self.stop is not None and self.stop.requested is not None
-
     def last_good(self) -> str:
         if self.checkpoints is None:
             return "no checkpoints are kept outside a full run"
-        self.checkpoints.wait()
         step = self.checkpoints.latest_step()
         if step is None:
             return "no checkpoint was saved yet"

@@ -131,7 +131,6 @@ def test_last_k_kept_and_a_saved_step_never_rewritten(tmp_path):
         for step in range(1, 6):
             assert saved.save(step, _tree(step), {"step": step}, Config())
         assert not saved.save(5, _tree(99.0), {"step": 99}, Config())
-        saved.wait()
         assert saved.steps() == [3, 4, 5]
         restored = saved.restore_newest(_meta)
 
