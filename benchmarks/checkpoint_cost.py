@@ -45,7 +45,7 @@ def _seconds_per_step(config, data, mesh, initial, phase, steps) -> float:
     ratings = train.device_ratings(data.train_part, data.dataset, mesh)
     state = jax.tree.map(jnp.copy, getattr(initial, phase))  # donated
     rows, step_key = epoch.order(jax.random.key(0))
-    steps = min(steps, epoch.num_steps)
+    steps = min(steps, epoch.num_steps - 1)
 
     def piece(state, start, stop):
         sums = epoch.zero_sums(state, tables, ratings)
@@ -164,7 +164,7 @@ def main() -> None:
     parser.add_argument("--data-dir")
     parser.add_argument("--fold", default="u1")
     parser.add_argument("--saves", type=int, default=5)
-    parser.add_argument("--steps", type=int, default=50)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--output", help="write the figures here as JSON")
     args = parser.parse_args()
 
