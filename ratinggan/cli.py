@@ -18,6 +18,17 @@ examples:
       --fold u1 --workdir runs/u1
   ratinggan train --regressor.epochs 10 --gan.critic-steps 3 \\
       --workdir runs/quick
+  ratinggan train --workdir runs/u1 --checkpoint.every-steps 200
+
+A work directory that holds checkpoints of the same config resumes from the
+newest; --restart sets a previous run aside and starts over.
+"""
+
+EVALUATE_EXAMPLES = """\
+examples:
+  ratinggan evaluate --workdir runs/u1
+  ratinggan evaluate --workdir runs/u1 --data-dir /data/ml-100k \\
+      --output u1-report.json
 """
 
 
@@ -74,6 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser.add_argument(
         "--quiet", action="store_true", help="no progress bars or table"
     )
+    train_parser.add_argument(
+        "--restart",
+        action="store_true",
+        help="set aside the work directory's previous run (checkpoints, "
+        "metrics, report) and start over instead of resuming",
+    )
     defaults = flat_fields(Config())
     for name, kind in _field_types().items():
         train_parser.add_argument(
@@ -84,6 +101,28 @@ def build_parser() -> argparse.ArgumentParser:
             metavar=kind.__name__.upper(),
             help=f"default: {defaults[name]}",
         )
+
+    evaluate_parser = commands.add_parser(
+        "evaluate",
+        help="load a trained model from its work directory and report",
+        description="Load the newest good checkpoint of a work directory "
+        "(on any number of devices) and score it on the test part.",
+        epilog=EVALUATE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    evaluate_parser.add_argument(
+        "--workdir", required=True, help="the run's work directory"
+    )
+    evaluate_parser.add_argument(
+        "--data-dir", help="where the data lie now, if not where they did"
+    )
+    evaluate_parser.add_argument(
+        "--output",
+        help="report path (default: WORKDIR/evaluation.json)",
+    )
+    evaluate_parser.add_argument(
+        "--quiet", action="store_true", help="no table"
+    )
     return parser
 
 
@@ -93,13 +132,36 @@ def _train(args: argparse.Namespace) -> None:
     changes = {
         name: value
         for name, value in vars(args).items()
-        if name not in ("command", "workdir", "quiet")
+        if name not in ("command", "workdir", "quiet", "restart")
     }
     config = override(Config(), changes)
-    report = run.train_and_evaluate(config, args.workdir, not args.quiet)
+    report = run.train_and_evaluate(
+        config, args.workdir, not args.quiet, args.restart
+    )
     if not args.quiet and distributed.is_writer():
         print(evaluate.format_table(report["rows"]))
         print(f"report: {args.workdir}/report.json")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from ratinggan import evaluate, trained
+
+    model = trained.load(args.workdir, args.data_dir)
+    if not model.finished:
+        logging.getLogger(__name__).warning(
+            "the newest checkpoint (step %d) is from before training ended",
+            model.step,
+        )
+    report = model.evaluate()
+    report["step"] = model.step
+    report["config"] = model.config.to_dict()
+    output = Path(args.output or Path(args.workdir) / "evaluation.json")
+    evaluate.write_json_atomic(output, report)
+    if not args.quiet:
+        print(evaluate.format_table(report["rows"]))
+        print(f"report: {output}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -107,11 +169,21 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
+        # Importing Orbax already configured the root logger (through absl).
+        force=True,
     )
     logging.getLogger("jax").setLevel(logging.WARNING)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    from ratinggan.checkpoint import Interrupted
+
     try:
         if args.command == "train":
             _train(args)
+        elif args.command == "evaluate":
+            _evaluate(args)
+    except Interrupted as stopped:
+        print(f"ratinggan: {stopped}", file=sys.stderr)
+        return 128 + stopped.signum
     except (ValueError, FileNotFoundError, FloatingPointError) as error:
         print(f"ratinggan: error: {error}", file=sys.stderr)
         return 1

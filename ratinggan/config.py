@@ -94,6 +94,16 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    # Train steps between checkpoints; a killed run loses at most this many.
+    # A GAN step is critic_steps critic updates and one generator update.
+    # 0 saves only at the end and on SIGTERM or SIGINT.
+    every_steps: int = 500
+    # Checkpoints kept, newest first; older ones are deleted.
+    keep: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     # "synthetic" (built in, no download), a MovieLens release (ml-100k,
     # ml-1m, ml-10m, ml-20m, ml-25m, ml-32m, ml-latest-small, ml-latest;
@@ -124,6 +134,7 @@ class Config:
     regressor: RegressorConfig = RegressorConfig()
     gan: GanConfig = GanConfig()
     eval: EvalConfig = EvalConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +148,7 @@ SECTIONS = {
     "regressor": RegressorConfig,
     "gan": GanConfig,
     "eval": EvalConfig,
+    "checkpoint": CheckpointConfig,
 }
 
 
