@@ -60,6 +60,24 @@ class GanConfig:
     hidden_dim: int = 128
     # Temperature of the straight-through Gumbel-softmax relaxation.
     gumbel_temperature: float = 1.0
+    # Generator: "factor" (a softmax-classifier-shaped factor head plus a
+    # noise MLP) or "mlp" (the noise MLP alone, the plain conditional GAN).
+    generator_head: str = "factor"
+    # Weight of the cross-entropy of the real rating under the generator's
+    # logits (a maximum-likelihood term); 0 gives the pure GAN.
+    mle_weight: float = 1.0
+    # Weight of the critic's (adversarial) term in the generator's loss; 0
+    # gives the GAN-off ablation (the generator trained by MLE alone).
+    adversarial_weight: float = 1.0
+    # Generator updates trained by the MLE term alone before the
+    # adversarial term is switched on (the critic trains throughout).
+    pretrain_steps: int = 0
+    # Weight of the per-row L2 penalty on the generator's ID parameters.
+    l2: float = 0.03
+    # Decay per generator update of the moving average of the generator's
+    # parameters, which is what the trained model samples from; 0 keeps the
+    # last parameters.
+    average_decay: float = 0.99
 
 
 @dataclasses.dataclass(frozen=True)

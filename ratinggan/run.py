@@ -135,7 +135,7 @@ def fit_gan(
             critic=f"{record['critic_loss']:.3f}",
             generator=f"{record['generator_loss']:.3f}",
         )
-    return state
+    return train.with_average_generator(state)
 
 
 def train_and_evaluate(
