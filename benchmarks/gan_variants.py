@@ -53,29 +53,49 @@ VARIANTS = {
     },
     # Factor head, pure adversarial (no MLE term), the old length.
     "factor_gan": {
+        "gan.generator_head": "factor",
         "gan.mle_weight": 0.0,
         "gan.pretrain_steps": 0,
         "gan.epochs": 30,
     },
     # GAN off: the generator trained by its MLE term alone, 8 epochs.
     "gan_off": {
+        "gan.generator_head": "factor",
         "gan.adversarial_weight": 0.0,
         "gan.pretrain_steps": 0,
         "gan.epochs": 8,
     },
     # GAN off as long as "pretrain" below, its control.
-    "gan_off_e10": {"gan.adversarial_weight": 0.0, "gan.pretrain_steps": 0},
+    "gan_off_e10": {
+        "gan.generator_head": "factor",
+        "gan.adversarial_weight": 0.0,
+        "gan.pretrain_steps": 0,
+    },
     # MLE and the critic together from the start, 8 epochs.
-    "mle_gan": {"gan.pretrain_steps": 0, "gan.epochs": 8},
+    "mle_gan": {
+        "gan.generator_head": "factor",
+        "gan.pretrain_steps": 0,
+        "gan.epochs": 8,
+    },
     # A lighter adversarial term.
     "mle_gan_w03": {
+        "gan.generator_head": "factor",
         "gan.adversarial_weight": 0.3,
         "gan.pretrain_steps": 0,
         "gan.epochs": 8,
     },
-    # The shipped defaults: six epochs (372 updates on u1) of MLE alone,
-    # then both terms for four.
-    "pretrain": {},
+    # The factor head times a cumulative-logit (ordinal) model, with the
+    # "pretrain" schedule: the shipped defaults.
+    "ordinal": {"gan.generator_head": "ordinal"},
+    # Its GAN-off ablation, the same length.
+    "ordinal_gan_off": {
+        "gan.generator_head": "ordinal",
+        "gan.adversarial_weight": 0.0,
+        "gan.pretrain_steps": 0,
+    },
+    # The defaults before the ordinal head: six epochs (372 updates on u1)
+    # of MLE alone, then both terms for four.
+    "pretrain": {"gan.generator_head": "factor"},
 }
 
 

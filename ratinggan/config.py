@@ -64,8 +64,10 @@ class GanConfig:
     # Temperature of the straight-through Gumbel-softmax relaxation.
     gumbel_temperature: float = 1.0
     # Generator: "factor" (a softmax-classifier-shaped factor head plus a
-    # noise MLP) or "mlp" (the noise MLP alone, the plain conditional GAN).
-    generator_head: str = "factor"
+    # noise MLP), "ordinal" (the same plus a cumulative-logit model's
+    # log-probabilities) or "mlp" (the noise MLP alone, the plain
+    # conditional GAN).
+    generator_head: str = "ordinal"
     # Weight of the cross-entropy of the real rating under the generator's
     # logits (a maximum-likelihood term); 0 gives the pure GAN.
     mle_weight: float = 1.0

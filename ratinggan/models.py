@@ -236,7 +236,54 @@ class Generator(nn.Module):
             self.num_users, self.num_items, self.num_levels, self.embed_dim
         )(batch)
         self.sow("losses", "penalty", penalty)
+        if self.head == "ordinal":
+            factor_logits += OrdinalHead(
+                self.num_users, self.num_items, self.num_levels, self.embed_dim
+            )(batch)
         return factor_logits + noise_logits
+
+
+class OrdinalHead(nn.Module):
+    """Log-probabilities ``[B, K]`` of a cumulative-logit (ordinal) model.
+
+    A pair's location is a factor model (biases, features and a dot product
+    of user and movie vectors); level ``k`` or below has probability
+    ``sigmoid(threshold_k - location)`` with increasing learned thresholds.
+    Ratings are ordered, and this ties neighbouring levels together where
+    the per-level softmax treats them as unrelated classes. Sows its ID
+    parameters' squared norms as ``penalty`` ``[B]``.
+    """
+
+    num_users: int
+    num_items: int
+    num_levels: int
+    embed_dim: int
+
+    @nn.compact
+    def __call__(self, batch: Batch) -> jax.Array:
+        location, penalty = FactorRegressor(
+            self.num_users, self.num_items, 0.0, self.embed_dim
+        )(batch)
+        self.sow("losses", "penalty", penalty)
+        steps = self.param(
+            "threshold_steps",
+            nn.initializers.constant(1.0),
+            (self.num_levels - 1,),
+        )
+        first = self.param("first_threshold", nn.initializers.zeros, ())
+        thresholds = (
+            first
+            - 1.5
+            + jnp.cumsum(
+                jnp.concatenate([jnp.zeros(1), jax.nn.softplus(steps[1:])])
+            )
+        )
+        below = jax.nn.sigmoid(thresholds[None, :] - location[:, None])
+        batch_size = location.shape[0]
+        cumulative = jnp.concatenate(
+            [jnp.zeros((batch_size, 1)), below, jnp.ones((batch_size, 1))], 1
+        )
+        return jnp.log(jnp.maximum(jnp.diff(cumulative, axis=1), 1e-6))
 
 
 class Critic(nn.Module):

@@ -396,10 +396,10 @@ def create_gan_state(
         raise ValueError(
             f"unknown gan.loss {config.loss!r}; expected wgan-gp or bce"
         )
-    if config.generator_head not in ("factor", "mlp"):
+    if config.generator_head not in ("factor", "ordinal", "mlp"):
         raise ValueError(
             f"unknown gan.generator_head {config.generator_head!r}; "
-            "expected factor or mlp"
+            "expected factor, ordinal or mlp"
         )
     sizes = dict(
         num_users=dataset.num_users,

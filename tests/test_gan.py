@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from ratinggan import config as config_lib
-from ratinggan import train
+from ratinggan import models, train
 from ratinggan.data import make_synthetic
 from ratinggan.sharding import make_mesh
 
@@ -197,3 +197,27 @@ def test_unknown_generator_head_is_refused(tiny):
     ).gan
     with pytest.raises(ValueError, match="generator_head 'deep'"):
         _state(split, mesh, config)
+
+
+def test_ordinal_head_matches_a_cumulative_logit_model(tiny):
+    split, _, batches = tiny
+    batch = jax.tree.map(lambda x: x[0], batches)
+    head = models.OrdinalHead(40, 60, 5, 8)
+    params = head.init(jax.random.key(0), batch)["params"]
+    params["first_threshold"] = jnp.asarray(0.3)
+    params["threshold_steps"] = jnp.asarray([9.0, 0.5, -1.0, 2.0])
+
+    log_probs = np.asarray(head.apply({"params": params}, batch))
+    location, _ = models.FactorRegressor(40, 60, 0.0, 8).apply(
+        {"params": params["FactorRegressor_0"]}, batch
+    )
+    softplus = np.log1p(np.exp([0.5, -1.0, 2.0]))
+    thresholds = 0.3 - 1.5 + np.concatenate([[0.0], np.cumsum(softplus)])
+    below = 1 / (
+        1 + np.exp(-(thresholds[None] - np.asarray(location)[:, None]))
+    )
+    cumulative = np.concatenate([np.zeros((32, 1)), below, np.ones((32, 1))], 1)
+    np.testing.assert_allclose(
+        np.exp(log_probs), np.diff(cumulative, axis=1), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(np.exp(log_probs).sum(1), 1.0, rtol=1e-5)
