@@ -61,12 +61,15 @@ class GanConfig:
     # "wgan-gp" (Wasserstein loss with gradient penalty) or "bce" (the plain
     # binary cross-entropy GAN).
     loss: str = "wgan-gp"
-    # Passes of the critic over the training data.
-    epochs: int = 30
+    # Passes of the critic over the training data (and, since the
+    # generator's update covers the critic's batches, of the generator).
+    # Longer runs overfit: validation NLL on ML-100K u1 is best near 8 to 10
+    # (benchmarks/results/gan_variants.md).
+    epochs: int = 10
     batch_size: int = 256
     # Critic updates per generator update.
     critic_steps: int = 5
-    generator_learning_rate: float = 1e-3
+    generator_learning_rate: float = 2e-3
     critic_learning_rate: float = 1e-3
     # Adam moment decay; (0.5, 0.9) follows the WGAN-GP paper's practice.
     beta1: float = 0.5
@@ -77,6 +80,28 @@ class GanConfig:
     hidden_dim: int = 128
     # Temperature of the straight-through Gumbel-softmax relaxation.
     gumbel_temperature: float = 1.0
+    # Generator: "factor" (a softmax-classifier-shaped factor head plus a
+    # noise MLP), "ordinal" (the same plus a cumulative-logit model's
+    # log-probabilities) or "mlp" (the noise MLP alone, the plain
+    # conditional GAN).
+    generator_head: str = "ordinal"
+    # Weight of the cross-entropy of the real rating under the generator's
+    # logits (a maximum-likelihood term); 0 gives the pure GAN.
+    mle_weight: float = 1.0
+    # Weight of the critic's (adversarial) term in the generator's loss; 0
+    # gives the GAN-off ablation (the generator trained by MLE alone).
+    adversarial_weight: float = 1.0
+    # Generator updates trained by the MLE term alone before the
+    # adversarial term is switched on (the critic trains throughout). 372 is
+    # six epochs on ML-100K u1 (62 updates each); counted in updates, it is
+    # a different share of the run on another dataset.
+    pretrain_steps: int = 372
+    # Weight of the per-row L2 penalty on the generator's ID parameters.
+    l2: float = 0.03
+    # Decay per generator update of the moving average of the generator's
+    # parameters, which is what the trained model samples from; 0 keeps the
+    # last parameters.
+    average_decay: float = 0.99
 
 
 @dataclasses.dataclass(frozen=True)

@@ -305,7 +305,12 @@ class LevelClassifier(nn.Module):
 
 
 class Conditioning(nn.Module):
-    """Encodes (user, movie) into one vector: ID embeddings and features."""
+    """Encodes (user, movie) into one vector: ID embeddings and features.
+
+    Sows the squared norms of the two embeddings each row used into the
+    ``losses`` collection as ``penalty`` ``[B]`` (kept only where that
+    collection is mutable), for an L2 term.
+    """
 
     num_users: int
     num_items: int
@@ -321,15 +326,31 @@ class Conditioning(nn.Module):
             self.num_items, self.embed_dim, embedding_init=small_normal
         )(batch["items"])
         inputs = jnp.concatenate([user_embed, item_embed, _features(batch)], -1)
+        self.sow(
+            "losses",
+            "penalty",
+            jnp.sum(user_embed**2, axis=-1) + jnp.sum(item_embed**2, axis=-1),
+        )
         return nn.leaky_relu(nn.Dense(self.hidden_dim)(inputs), 0.2)
 
 
 class Generator(nn.Module):
     """Maps (user, movie, noise) to logits over the rating levels ``[B, K]``.
 
+    The logits are the sum of two parts. A factor head, shaped like the
+    softmax classifier (per-level user and movie biases, per-level feature
+    weights and a per-level read-out of the product of user and movie
+    vectors), carries what the pair alone says about its rating. A noise
+    head, an MLP over the pair's encoding and the noise, adds a
+    noise-dependent offset (its last layer starts at zero, so training
+    starts from the factor head). ``head="mlp"`` keeps only the noise head,
+    the plain conditional generator.
+
     A rating is drawn from these logits with the straight-through
     Gumbel-softmax (``sample_ratings``), so the critic sees exact one-hot
-    vectors, as it does for real ratings.
+    vectors, as it does for real ratings. The squared norms of the ID
+    parameters each row used are sown into the ``losses`` collection as
+    ``penalty`` entries ``[B]`` (one per part), for the generator's L2 term.
     """
 
     num_users: int
@@ -337,6 +358,7 @@ class Generator(nn.Module):
     num_levels: int
     embed_dim: int = 32
     hidden_dim: int = 128
+    head: str = "factor"
 
     @nn.compact
     def __call__(self, batch: Batch, noise: jax.Array) -> jax.Array:
@@ -346,9 +368,64 @@ class Generator(nn.Module):
         hidden = jnp.concatenate([condition, noise], axis=-1)
         hidden = nn.leaky_relu(nn.Dense(self.hidden_dim)(hidden), 0.2)
         hidden = nn.leaky_relu(nn.Dense(self.hidden_dim)(hidden), 0.2)
-        return nn.Dense(self.num_levels, kernel_init=nn.initializers.zeros)(
-            hidden
+        noise_logits = nn.Dense(
+            self.num_levels, kernel_init=nn.initializers.zeros
+        )(hidden)
+        if self.head == "mlp":
+            return noise_logits
+
+        factor_logits, penalty = LevelClassifier(
+            self.num_users, self.num_items, self.num_levels, self.embed_dim
+        )(batch)
+        self.sow("losses", "penalty", penalty)
+        if self.head == "ordinal":
+            factor_logits += OrdinalHead(
+                self.num_users, self.num_items, self.num_levels, self.embed_dim
+            )(batch)
+        return factor_logits + noise_logits
+
+
+class OrdinalHead(nn.Module):
+    """Log-probabilities ``[B, K]`` of a cumulative-logit (ordinal) model.
+
+    A pair's location is a factor model (biases, features and a dot product
+    of user and movie vectors); level ``k`` or below has probability
+    ``sigmoid(threshold_k - location)`` with increasing learned thresholds.
+    Ratings are ordered, and this ties neighbouring levels together where
+    the per-level softmax treats them as unrelated classes. Sows its ID
+    parameters' squared norms as ``penalty`` ``[B]``.
+    """
+
+    num_users: int
+    num_items: int
+    num_levels: int
+    embed_dim: int
+
+    @nn.compact
+    def __call__(self, batch: Batch) -> jax.Array:
+        location, penalty = FactorRegressor(
+            self.num_users, self.num_items, 0.0, self.embed_dim
+        )(batch)
+        self.sow("losses", "penalty", penalty)
+        steps = self.param(
+            "threshold_steps",
+            nn.initializers.constant(1.0),
+            (self.num_levels - 1,),
         )
+        first = self.param("first_threshold", nn.initializers.zeros, ())
+        thresholds = (
+            first
+            - 1.5
+            + jnp.cumsum(
+                jnp.concatenate([jnp.zeros(1), jax.nn.softplus(steps[1:])])
+            )
+        )
+        below = jax.nn.sigmoid(thresholds[None, :] - location[:, None])
+        batch_size = location.shape[0]
+        cumulative = jnp.concatenate(
+            [jnp.zeros((batch_size, 1)), below, jnp.ones((batch_size, 1))], 1
+        )
+        return jnp.log(jnp.maximum(jnp.diff(cumulative, axis=1), 1e-6))
 
 
 class Critic(nn.Module):

@@ -507,7 +507,7 @@ def fit_gan(
                 position.phase = "done"
         session.after_piece()
     bar.close()
-    return session.state.gan
+    return train.with_average_generator(session.state.gan)
 
 
 # ---------------------------------------------------------------- run ----

@@ -37,10 +37,25 @@ StepFn = Callable[[Any, models.Batch, jax.Array], tuple[Any, Metrics]]
 
 
 class GanState(flax.struct.PyTreeNode):
-    """The generator's and the critic's train states, one per network."""
+    """The generator's and the critic's train states, one per network, and
+    an exponential moving average of the generator's parameters."""
 
     generator: TrainState
     critic: TrainState
+    generator_average: Any
+
+
+def with_average_generator(state: GanState) -> GanState:
+    """``state`` with the generator's parameters replaced by their moving
+    average (``gan.average_decay``), the parameters to sample from.
+
+    Adam's steps keep the generator's level biases jittering from one
+    update to the next, which shows as a drifting overall rating histogram;
+    the average is steadier.
+    """
+    return state.replace(
+        generator=state.generator.replace(params=state.generator_average)
+    )
 
 
 # ---------------------------------------------------------------- data ----
@@ -117,6 +132,24 @@ def regressor_step(
     return state.apply_gradients(grads=grads), metrics
 
 
+def generator_logits(
+    generator: TrainState,
+    params,
+    batch: models.Batch,
+    key: jax.Array,
+    config: GanConfig,
+) -> tuple[jax.Array, jax.Array]:
+    """The generator's logits ``[B, K]`` at fresh noise, and the per-row L2
+    penalty ``[B]`` on the ID parameters they used (zeros if none)."""
+    noise = jax.random.normal(key, (batch["users"].shape[0], config.noise_dim))
+    logits, sown = generator.apply_fn(
+        {"params": params}, batch, noise, mutable=["losses"]
+    )
+    # Each module's sown penalties sit under its own path; add them all.
+    parts = jax.tree.leaves(sown.get("losses", {}))
+    return logits, sum(parts, jnp.zeros(logits.shape[:1]))
+
+
 def generate(
     generator: TrainState,
     params,
@@ -126,10 +159,7 @@ def generate(
 ) -> jax.Array:
     """Draws one one-hot rating ``[B, K]`` per row of ``batch``."""
     noise_key, gumbel_key = jax.random.split(key)
-    noise = jax.random.normal(
-        noise_key, (batch["users"].shape[0], config.noise_dim)
-    )
-    logits = generator.apply_fn({"params": params}, batch, noise)
+    logits, _ = generator_logits(generator, params, batch, noise_key, config)
     return models.sample_ratings(logits, gumbel_key, config.gumbel_temperature)
 
 
@@ -176,20 +206,51 @@ def critic_step(
 def generator_step(
     state: GanState, batch: models.Batch, key: jax.Array, *, config: GanConfig
 ) -> tuple[GanState, Metrics]:
-    """One generator update through the straight-through samples."""
+    """One generator update: the critic's score of straight-through samples,
+    plus the cross-entropy of the real ratings and an L2 term.
+
+    The adversarial term is off for the first ``pretrain_steps`` updates,
+    so the generator first learns by maximum likelihood alone.
+    """
+    noise_key, gumbel_key = jax.random.split(key)
+    pretrained = state.generator.step >= config.pretrain_steps
+    adversarial_weight = jnp.where(pretrained, config.adversarial_weight, 0.0)
 
     def loss_fn(params):
-        fake = generate(state.generator, params, batch, key, config)
+        logits, penalty = generator_logits(
+            state.generator, params, batch, noise_key, config
+        )
+        fake = models.sample_ratings(
+            logits, gumbel_key, config.gumbel_temperature
+        )
         scores = state.critic.apply_fn(
             {"params": state.critic.params}, batch, fake
         )
         if config.loss == "bce":
-            return losses.bce_generator_loss(scores)
-        return losses.wasserstein_generator_loss(scores)
+            adversarial = losses.bce_generator_loss(scores)
+        else:
+            adversarial = losses.wasserstein_generator_loss(scores)
+        nll = jnp.mean(
+            optax.softmax_cross_entropy_with_integer_labels(
+                logits, batch["levels"]
+            )
+        )
+        loss = (
+            adversarial_weight * adversarial
+            + config.mle_weight * nll
+            + config.l2 * jnp.mean(penalty)
+        )
+        return loss, {
+            "generator_adversarial": adversarial,
+            "generator_nll": nll,
+        }
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.generator.params)
+    (loss, parts), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.generator.params
+    )
     metrics = {
         "generator_loss": loss,
+        **parts,
         "generator_grad_norm": optax.tree.norm(grads),
     }
     return state.replace(
@@ -201,7 +262,8 @@ def gan_step(
     state: GanState, batches: models.Batch, key: jax.Array, *, config: GanConfig
 ) -> tuple[GanState, Metrics]:
     """``critic_steps`` critic updates, one per batch, then one generator
-    update on the last batch. ``batches`` leaves are ``[critic_steps, B]``."""
+    update on all those batches together. ``batches`` leaves are
+    ``[critic_steps, B]``."""
     critic_key, generator_key = jax.random.split(key)
     critic_keys = jax.random.split(critic_key, config.critic_steps)
 
@@ -212,9 +274,19 @@ def gan_step(
     state, critic_metrics = jax.lax.scan(
         one_critic_step, state, (batches, critic_keys)
     )
-    last_batch = jax.tree.map(lambda x: x[-1], batches)
+    # The generator sees every row of the group, so its MLE term makes one
+    # pass over the data per epoch, as the critic does.
+    all_rows = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batches)
     state, generator_metrics = generator_step(
-        state, last_batch, generator_key, config=config
+        state, all_rows, generator_key, config=config
+    )
+    decay = config.average_decay
+    state = state.replace(
+        generator_average=jax.tree.map(
+            lambda average, new: decay * average + (1.0 - decay) * new,
+            state.generator_average,
+            state.generator.params,
+        )
     )
     return state, {
         **jax.tree.map(jnp.mean, critic_metrics),
@@ -509,6 +581,11 @@ def create_gan_state(
         raise ValueError(
             f"unknown gan.loss {config.loss!r}; expected wgan-gp or bce"
         )
+    if config.generator_head not in ("factor", "ordinal", "mlp"):
+        raise ValueError(
+            f"unknown gan.generator_head {config.generator_head!r}; "
+            "expected factor, ordinal or mlp"
+        )
     sizes = dict(
         num_users=dataset.num_users,
         num_items=dataset.num_items,
@@ -516,7 +593,7 @@ def create_gan_state(
         embed_dim=config.embed_dim,
         hidden_dim=config.hidden_dim,
     )
-    generator = models.Generator(**sizes)
+    generator = models.Generator(**sizes, head=config.generator_head)
     critic = models.Critic(**sizes)
 
     def adam(learning_rate):
@@ -528,12 +605,14 @@ def create_gan_state(
         batch = _example_batch(dataset)
         noise = jnp.zeros((1, config.noise_dim))
         ratings = jnp.zeros((1, dataset.num_levels))
+        generator_params = generator.init(generator_key, batch, noise)["params"]
         return GanState(
             generator=TrainState.create(
                 apply_fn=generator.apply,
-                params=generator.init(generator_key, batch, noise)["params"],
+                params=generator_params,
                 tx=adam(config.generator_learning_rate),
             ),
+            generator_average=generator_params,
             critic=TrainState.create(
                 apply_fn=critic.apply,
                 params=critic.init(critic_key, batch, ratings)["params"],

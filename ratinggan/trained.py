@@ -137,7 +137,9 @@ def load(workdir: str | Path, data_dir: str | None = None) -> TrainedModel:
         data=context["data"],
         tables=train.device_tables(context["data"].dataset, mesh),
         regressor=regressor,
-        gan=state.gan,
+        # Sample from the generator's weight average, as training's report
+        # does.
+        gan=train.with_average_generator(state.gan),
         step=restored.step,
         finished=position.phase == "done",
         report_key=jax.random.wrap_key_data(state.keys["report"]),

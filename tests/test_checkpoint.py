@@ -36,7 +36,9 @@ def test_an_epoch_run_in_pieces_equals_the_whole_epoch(tiny):
         len(split.train),
         64,
     )
-    config = override(Config(), {"regressor.embed_dim": 8}).regressor
+    config = override(
+        Config(), {"regressor.model": "factor", "regressor.embed_dim": 8}
+    ).regressor
     initial = train.create_regressor_state(
         config, split.dataset, 3.5, jax.random.key(0), mesh
     )

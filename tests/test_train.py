@@ -161,12 +161,14 @@ def test_bce_loss_option_trains(tiny):
 
 def test_generator_distribution_sums_to_one(tiny):
     split, mesh, tables = tiny
+    # The plain MLP generator; the factor head starts from its features.
+    config = config_lib.override(TINY, {"gan.generator_head": "mlp"}).gan
     state = train.create_gan_state(
-        TINY.gan, split.dataset, jax.random.key(0), mesh
+        config, split.dataset, jax.random.key(0), mesh
     )
     probs = predict.generator_distribution(
         state.generator,
-        TINY.gan,
+        config,
         tables,
         split.test.users,
         split.test.items,
