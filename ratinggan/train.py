@@ -275,8 +275,12 @@ def gan_step(
         one_critic_step, state, (batches, critic_keys)
     )
     # The generator sees every row of the group, so its MLE term makes one
-    # pass over the data per epoch, as the critic does.
-    all_rows = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batches)
+    # pass over the data per epoch, as the critic does. Rows go batch-major
+    # ([B, group] then flat): with B split across devices, each device's
+    # rows stay contiguous and nothing is gathered.
+    all_rows = jax.tree.map(
+        lambda x: jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), batches
+    )
     state, generator_metrics = generator_step(
         state, all_rows, generator_key, config=config
     )

@@ -105,10 +105,14 @@ def _gan_epoch_params(mesh):
 
 
 def _worker(out: Path) -> None:
-    """One of the two processes: a whole run, then a GAN epoch."""
+    """One of the two processes: a whole run, then a GAN epoch.
+
+    Both processes share one work directory, as hosts of one job share a
+    file system: Orbax's saves are collective over it.
+    """
     assert distributed.initialize_from_environment()
     index = jax.process_index()
-    report = run.train_and_evaluate(CONFIG, out / f"run{index}", False)
+    report = run.train_and_evaluate(CONFIG, out / "run", False)
     params = _gan_epoch_params(sharding.make_mesh())
     if index == 0:
         leaves = jax.tree.leaves(params)
@@ -187,12 +191,13 @@ def test_two_processes_share_one_mesh(two_processes):
 
 
 def test_only_process_zero_writes(two_processes):
-    written = sorted(p.name for p in (two_processes / "run0").iterdir())
-    assert written == ["config.json", "metrics.jsonl", "report.json"]
-    assert not (two_processes / "run1").exists()
+    written = {p.name for p in (two_processes / "run").iterdir()}
+    assert {"config.json", "metrics.jsonl", "report.json"} <= written
+    assert "checkpoints" in written
+    # A second writer would have appended every metrics line twice.
     phases = [
         json.loads(line)["phase"]
-        for line in (two_processes / "run0" / "metrics.jsonl").open()
+        for line in (two_processes / "run" / "metrics.jsonl").open()
     ]
     assert phases == ["regressor", "regressor", "gan"]  # no line twice
 
@@ -208,7 +213,7 @@ def test_two_processes_match_one_regressor(two_processes, one_process):
     expected, _ = one_process
     got = _summary(two_processes, 0)["report"]["regressor"]
     for name, value in expected["regressor"].items():
-        assert got[name] == pytest.approx(value, rel=1e-5), name
+        assert got[name] == pytest.approx(value, rel=1e-5, nan_ok=True), name
 
 
 def test_two_processes_match_one_gan_epoch(two_processes, one_process):

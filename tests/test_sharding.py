@@ -32,6 +32,7 @@ TINY = config_lib.override(
         "synthetic.num_users": 40,
         "synthetic.num_items": 60,
         "synthetic.num_ratings": 1200,
+        "regressor.model": "factor",
         "regressor.batch_size": REGRESSOR_BATCH,
         "regressor.embed_dim": 8,
         "gan.batch_size": GAN_BATCH,
