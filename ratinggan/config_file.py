@@ -90,6 +90,11 @@ def _flatten(values: dict, path: Path) -> dict[str, Any]:
                 )
             for inner, inner_value in value.items():
                 flat[f"{key}.{inner}"] = inner_value
+        elif isinstance(value, dict):
+            raise ValueError(
+                f"{path}: unknown config section [{key}]; expected "
+                f"{', '.join(f'[{name}]' for name in SECTIONS)}"
+            )
         else:
             flat[key] = value
 
