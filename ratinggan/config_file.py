@@ -108,7 +108,7 @@ def _hint(key: str) -> str:
     """A suggestion for a mistyped key, from the known names."""
     import difflib
 
-    close = difflib.get_close_matches(key, list(field_types()), n=1)
+    close = difflib.get_close_matches(str(key), list(field_types()), n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
@@ -118,6 +118,12 @@ def _checked(key: str, value: Any, kind: type, path: Path) -> Any:
         return None  # YAML's null on a field that is unset by default
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if kind is float and isinstance(value, str):
+        # PyYAML reads 1e-3 (no dot) as a string, following YAML 1.1.
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if isinstance(value, kind) and not (
         kind is int and isinstance(value, bool)
     ):

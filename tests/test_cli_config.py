@@ -71,9 +71,13 @@ def test_file_then_flags(tmp_path, capsys):
 def test_yaml_config(tmp_path):
     pytest.importorskip("yaml")
     path = tmp_path / "mine.yaml"
-    path.write_text("seed: 2\ndata_dir: null\ngan:\n  epochs: 4\n")
+    path.write_text(
+        "seed: 2\ndata_dir: null\ngan:\n  epochs: 4\n"
+        "  critic_learning_rate: 1e-4\n"
+    )
     config = load_config(path)
     assert (config.seed, config.gan.epochs, config.data_dir) == (2, 4, None)
+    assert config.gan.critic_learning_rate == 1e-4
 
 
 @pytest.mark.parametrize(
@@ -92,6 +96,7 @@ def test_yaml_config(tmp_path):
         ("gan = 3\n", "'gan' must be a table ([gan]), got int"),
         ('[gan]\nepochs = "3"\n', "'gan.epochs' must be int, got '3'"),
         ("[eval]\ntstr = 1\n", "'eval.tstr' must be bool, got 1"),
+        ('[gan]\nbeta1 = "half"\n', "'gan.beta1' must be float, got 'half'"),
         ("seed = \n", "not valid TOML"),
     ],
 )
