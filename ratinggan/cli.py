@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
 import logging
 import sys
-import types
-import typing
+from pathlib import Path
 
-from ratinggan.config import SECTIONS, Config, flat_fields, override
+from ratinggan.config import Config, flat_fields, override
+from ratinggan.config_file import field_types, load_config, to_toml
 
 EXAMPLES = """\
 examples:
@@ -19,6 +19,9 @@ examples:
   ratinggan train --regressor.epochs 10 --gan.critic-steps 3 \\
       --workdir runs/quick
   ratinggan train --workdir runs/u1 --checkpoint.every-steps 200
+  ratinggan config > my.toml      # the commented default, to edit
+  ratinggan train --config my.toml --gan.epochs 5 --workdir runs/mine
+  ratinggan train --config my.toml --print-config   # resolved, no training
 
 A work directory that holds checkpoints of the same config resumes from the
 newest; --restart sets a previous run aside and starts over.
@@ -30,25 +33,6 @@ examples:
   ratinggan evaluate --workdir runs/u1 --data-dir /data/ml-100k \\
       --output u1-report.json
 """
-
-
-def _field_types() -> dict[str, type]:
-    """The Python type of each dotted config field, for flag parsing."""
-    types_by_name = {}
-    for cls, prefix in [(Config, "")] + [
-        (section, f"{name}.") for name, section in SECTIONS.items()
-    ]:
-        hints = typing.get_type_hints(cls)
-        for field in dataclasses.fields(cls):
-            if field.name in SECTIONS and not prefix:
-                continue
-            hint = hints[field.name]
-            if isinstance(hint, types.UnionType):
-                hint = next(
-                    a for a in typing.get_args(hint) if a is not type(None)
-                )
-            types_by_name[prefix + field.name] = hint
-    return types_by_name
 
 
 def _parse_bool(text: str) -> bool:
@@ -91,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="set aside the work directory's previous run (checkpoints, "
         "metrics, report) and start over instead of resuming",
     )
+    _add_config_flags(train_parser)
     defaults = flat_fields(Config())
-    for name, kind in _field_types().items():
+    for name, kind in field_types().items():
         train_parser.add_argument(
             _flag(name),
             dest=name,
@@ -123,18 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument(
         "--quiet", action="store_true", help="no table"
     )
+    _add_config_command(commands)
+    _add_data_command(commands)
     return parser
 
 
 def _train(args: argparse.Namespace) -> None:
     from ratinggan import distributed, evaluate, run
 
-    changes = {
-        name: value
-        for name, value in vars(args).items()
-        if name not in ("command", "workdir", "quiet", "restart")
-    }
-    config = override(Config(), changes)
+    config = _resolved_config(args)
+    if args.print_config:
+        print(to_toml(config), end="")
+        return
     report = run.train_and_evaluate(
         config, args.workdir, not args.quiet, args.restart
     )
@@ -164,10 +149,329 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"report: {output}")
 
 
+CONFIG_EXAMPLES = """\
+examples:
+  ratinggan config > my.toml                 # the commented default
+  ratinggan config --config my.toml          # a file, resolved and checked
+  ratinggan config --config my.yaml          # YAML needs PyYAML installed
+
+errors:
+  ratinggan config --config missing.toml     # no such config file
+  ratinggan config --config typo.toml        # unknown config key 'gan.epoch'
+"""
+
+DATA_EXAMPLES = """\
+examples:
+  ratinggan data list
+  ratinggan data download ml-1m
+  ratinggan data verify ml-1m
+  ratinggan data describe ml-100k --data-dir ../shared/data/ml-100k
+  ratinggan data describe --data-dir ../shared/data/ml-100k --fold u1
+
+errors:
+  ratinggan data download ml-9m              # unknown MovieLens release
+  ratinggan data describe --data-dir nowhere # no such directory
+  ratinggan data verify ml-1m                # not in the cache yet
+"""
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        dest="config_file",
+        metavar="FILE",
+        help="TOML (or YAML, with PyYAML) config file; flags override it",
+    )
+    parser.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved config as TOML and exit without training",
+    )
+
+
+def _add_config_command(commands) -> None:
+    parser = commands.add_parser(
+        "config",
+        help="print the default config, or a config file resolved, as TOML",
+        description="Print a commented config as TOML: the default, or "
+        "FILE on top of the default. Save it, edit it, and pass it to "
+        "`ratinggan train --config`.",
+        epilog=CONFIG_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--config", dest="config_file", metavar="FILE", help="config file"
+    )
+
+
+def _resolved_config(args: argparse.Namespace) -> Config:
+    """Default, then the config file, then the flags given."""
+    config = Config()
+    if args.config_file:
+        config = load_config(args.config_file, config)
+    fields = flat_fields(config)
+    changes = {
+        name: value for name, value in vars(args).items() if name in fields
+    }
+    return override(config, changes)
+
+
+def _data_parser(commands, name: str, help_text: str, description: str):
+    parser = commands.add_parser(
+        name,
+        help=help_text,
+        description=description,
+        epilog=DATA_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--cache-dir",
+        help="download cache (default $RATINGGAN_CACHE_DIR, else "
+        "~/.cache/ratinggan)",
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="warnings and errors only"
+    )
+    return parser
+
+
+def _add_data_command(commands) -> None:
+    parser = commands.add_parser(
+        "data",
+        help="list, download, verify or describe MovieLens releases",
+        description="MovieLens releases: list them, download one into the "
+        "cache (verified against pinned checksums), verify the cache, or "
+        "describe a release or a local directory.",
+        epilog=DATA_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="data_command", required=True)
+
+    listing = _data_parser(
+        actions,
+        "list",
+        "every known release, and whether it is cached",
+        "List the known MovieLens releases with their size and rating "
+        "scale, whether a checksum is pinned, and whether the cache holds "
+        "them.",
+    )
+    listing.add_argument("--json", action="store_true", help="print JSON")
+
+    download = _data_parser(
+        actions,
+        "download",
+        "download and unpack a release into the cache",
+        "Download RELEASE from GroupLens, check its size and checksums, "
+        "and unpack it into the cache; prints the folder. Does nothing when "
+        "it is already there.",
+    )
+    download.add_argument("release", metavar="RELEASE")
+
+    verify = _data_parser(
+        actions,
+        "verify",
+        "check a cached release against its checksums",
+        "Check the cached archive of RELEASE against its pinned size and "
+        "checksums and that its unpacked files are present; exits 1 when "
+        "not.",
+    )
+    verify.add_argument("release", metavar="RELEASE")
+    verify.add_argument("--json", action="store_true", help="print JSON")
+
+    describe = _data_parser(
+        actions,
+        "describe",
+        "counts and shapes of a release or a local directory",
+        "Describe a release (from the cache, or from --data-dir): users, "
+        "movies, features, rating levels and counts. With --fold or "
+        "--split, describe that train/test split instead. Without RELEASE "
+        "the layout of --data-dir names it (ml-100k, ml-1m, ml-10m).",
+    )
+    describe.add_argument("release", metavar="RELEASE", nargs="?")
+    describe.add_argument(
+        "--data-dir", help="folder holding the unpacked release"
+    )
+    describe.add_argument("--fold", help="ml-100k fold (u1..u5, ua, ub)")
+    describe.add_argument(
+        "--split", help="auto, fold, random or temporal (90/10, seed 0)"
+    )
+    describe.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _detect_release(data_dir: str) -> str:
+    """The release whose layout ``data_dir`` holds."""
+    from ratinggan.data import RELEASES, find_release_dir
+
+    folder = Path(data_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such directory")
+    for release, marks in (
+        ("ml-100k", ["u.data"]),
+        ("ml-1m", ["ratings.dat", "users.dat"]),
+        ("ml-10m", ["ratings.dat"]),
+    ):
+        found = find_release_dir(release, folder, fetch=False)
+        if all((found / mark).is_file() for mark in marks):
+            return release
+    if (folder / "ratings.csv").is_file():
+        if folder.name in RELEASES:
+            return folder.name  # the CSV releases share one layout
+        raise ValueError(
+            f"{folder} holds ratings.csv, which ml-20m, ml-25m, ml-32m and "
+            "the ml-latest releases share; name the release, as in "
+            f"`ratinggan data describe ml-25m --data-dir {folder}`"
+        )
+    raise ValueError(
+        f"{folder}: no MovieLens files (u.data, ratings.dat or ratings.csv)"
+    )
+
+
+def _require_cached(release: str, cache_dir: str | None) -> None:
+    from ratinggan.data import release_info
+    from ratinggan.data.download import release_dir
+
+    folder = release_dir(release, cache_dir)
+    info = release_info(release)
+    if not all((folder / name).is_file() for name in info.required_files):
+        raise FileNotFoundError(
+            f"{release} is not in the cache at {folder}; run `ratinggan data "
+            f"download {release}` or pass --data-dir"
+        )
+
+
+def _rating_summary(ratings) -> dict:
+    """Counts of a whole rating table, for ``data describe``."""
+    import numpy as np
+
+    values, counts = np.unique(ratings.ratings, return_counts=True)
+    summary = {
+        "ratings": len(ratings),
+        "rated_users": int(len(np.unique(ratings.users))),
+        "rated_items": int(len(np.unique(ratings.items))),
+        "mean_rating": float(ratings.ratings.mean()) if len(ratings) else None,
+        "histogram": {
+            f"{v:g}": int(c) for v, c in zip(values, counts, strict=True)
+        },
+    }
+    if ratings.timestamps is not None and len(ratings):
+        summary["first_timestamp"] = int(ratings.timestamps.min())
+        summary["last_timestamp"] = int(ratings.timestamps.max())
+    return summary
+
+
+def _describe(args: argparse.Namespace) -> dict:
+    from ratinggan import data
+
+    if args.release is None and args.data_dir is None:
+        raise ValueError("name a RELEASE or pass --data-dir DIR")
+    release = args.release or _detect_release(args.data_dir)
+    data.release_info(release)
+    if args.data_dir is None:
+        _require_cached(release, args.cache_dir)
+    elif not Path(args.data_dir).is_dir():
+        raise FileNotFoundError(f"{args.data_dir}: no such directory")
+
+    if args.fold or args.split:
+        split = data.load_split(
+            release,
+            args.data_dir,
+            fold=args.fold or "u1",
+            split=args.split or "auto",
+            cache_dir=args.cache_dir,
+        )
+        return data.describe(split)
+    dataset, ratings = data.load_release(
+        release, args.data_dir, args.cache_dir, fetch=False
+    )
+    summary = data.describe(dataset)
+    summary.update(_rating_summary(ratings))
+    summary["density"] = len(ratings) / max(
+        1, dataset.num_users * dataset.num_items
+    )
+    return summary
+
+
+def _print_fields(values: dict, indent: str = "") -> None:
+    for key, value in values.items():
+        if isinstance(value, dict):
+            print(f"{indent}{key}:")
+            _print_fields(value, indent + "  ")
+        else:
+            print(f"{indent}{key}: {value}")
+
+
+def _print_releases(rows: list[dict]) -> None:
+    header = ("release", "ratings", "users", "movies", "scale", "checksum")
+    print(f"{header[0]:<16}" + "".join(f"{h:>12}" for h in header[1:]))
+    for row in rows:
+        scale = "1..5" if row["levels"] == 5 else "0.5..5"
+        pinned = "pinned" if row["checksum_pinned"] else "server md5"
+        cached = "  cached" if row["cached"] else ""
+        print(
+            f"{row['release']:<16}{row['ratings']:>12,}{row['users']:>12,}"
+            f"{row['movies']:>12,}{scale:>12}{pinned:>12}{cached}"
+        )
+
+
+def _data(args: argparse.Namespace) -> int:
+    """Runs ``ratinggan data ...``; user errors become one line, exit 1."""
+    from ratinggan import data
+
+    try:
+        if args.data_command == "list":
+            rows = data.list_releases(args.cache_dir)
+            if args.json:
+                print(json.dumps(rows, indent=2))
+            else:
+                _print_releases(rows)
+        elif args.data_command == "download":
+            print(data.download(args.release, args.cache_dir))
+        elif args.data_command == "verify":
+            report = data.verify(args.release, args.cache_dir)
+            if args.json:
+                print(json.dumps(report, indent=2))
+            else:
+                _print_fields(report)
+            return _verify_status(report)
+        elif args.data_command == "describe":
+            summary = _describe(args)
+            if args.json:
+                print(json.dumps(summary, indent=2))
+            else:
+                _print_fields(summary)
+    except (ValueError, OSError) as error:
+        print(f"ratinggan: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verify_status(report: dict) -> int:
+    """0 when the cache holds a good copy; else one error line and 1."""
+    release = report["release"]
+    if report["checksum_ok"] is False:
+        problem = report["error"]
+    elif report["missing_files"] and not report["archive_present"]:
+        problem = (
+            f"{release} is not in the cache at {report['folder']}; run "
+            f"`ratinggan data download {release}`"
+        )
+    elif report["missing_files"]:
+        problem = (
+            f"{report['folder']} lacks {', '.join(report['missing_files'])};"
+            f" run `ratinggan data download {release}` to unpack it again"
+        )
+    else:
+        return 0
+    print(f"ratinggan: error: {problem}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
+        level=logging.WARNING
+        if getattr(args, "quiet", False)
+        else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         # Importing Orbax already configured the root logger (through absl).
         force=True,
@@ -181,6 +485,10 @@ def main(argv: list[str] | None = None) -> int:
             _train(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "config":
+            print(to_toml(_resolved_config(args)), end="")
+        elif args.command == "data":
+            return _data(args)
     except Interrupted as stopped:
         print(f"ratinggan: {stopped}", file=sys.stderr)
         return 128 + stopped.signum
