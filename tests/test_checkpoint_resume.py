@@ -34,6 +34,8 @@ FLAGS = [
     "80",
     "--synthetic.num-ratings",
     "2000",
+    "--regressor.model",
+    "factor",
     "--regressor.epochs",
     "3",
     "--regressor.batch-size",
@@ -168,6 +170,7 @@ def _steps(workdir: Path) -> list[int]:
 def _report(workdir: Path) -> dict:
     report = json.loads((workdir / "report.json").read_text())
     report.pop("seconds")
+    report.pop("report_seconds", None)
     return report
 
 

@@ -33,10 +33,12 @@ def _data(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def _one_line_error(code: int, err: str) -> str:
+    """The error line; progress lines logged before it (INFO) may precede."""
+    lines = [line for line in err.splitlines() if not line.startswith("INFO ")]
     assert code == 1
-    assert err.startswith("ratinggan: error: ")
-    assert err.count("\n") == 1 and "Traceback" not in err
-    return err
+    assert len(lines) == 1 and "Traceback" not in err
+    assert lines[0].startswith("ratinggan: error: ")
+    return lines[0] + "\n"
 
 
 def test_describe_whole_handmade_release(release_dir, tmp_path, capsys):
