@@ -143,8 +143,21 @@ def _read_ml100k_users(data_dir: Path):
     occupation_codes = _codes(path, frame, "occupation", occupations)
     genders = ("F", "M")
     gender_codes = _codes(path, frame, "gender", genders)
-    age_codes = _age_band(ages)
+    features, names, groups = demographic_features(
+        ages, genders, gender_codes, occupations, occupation_codes
+    )
+    return user_ids, features, names, groups
 
+
+def demographic_features(
+    ages: np.ndarray,
+    genders: tuple[str, ...],
+    gender_codes: np.ndarray,
+    occupations: tuple[str, ...],
+    occupation_codes: np.ndarray,
+):
+    """User features (standardised age, one-hot gender and occupation),
+    their names, and the user groups (gender, age band, occupation)."""
     features = np.concatenate(
         [
             _standardize(ages.astype(np.float64))[:, None],
@@ -160,10 +173,10 @@ def _read_ml100k_users(data_dir: Path):
     )
     groups = {
         "gender": (genders, gender_codes.astype(np.int32)),
-        "age": (AGE_BAND_LABELS, age_codes.astype(np.int32)),
+        "age": (AGE_BAND_LABELS, _age_band(ages).astype(np.int32)),
         "occupation": (occupations, occupation_codes.astype(np.int32)),
     }
-    return user_ids, features, names, groups
+    return features, names, groups
 
 
 def _codes(path, frame, column, vocabulary) -> np.ndarray:
@@ -505,25 +518,9 @@ def _read_ml1m_users(path: Path):
                 int(lines.index[row]),
             )
 
-    age_codes = _age_band(ages)
-    features = np.concatenate(
-        [
-            _standardize(ages.astype(np.float64))[:, None],
-            _one_hot(gender_codes, len(genders)),
-            _one_hot(occupation_codes, len(ML1M_OCCUPATIONS)),
-        ],
-        axis=1,
+    features, names, groups = demographic_features(
+        ages, genders, gender_codes, ML1M_OCCUPATIONS, occupation_codes
     )
-    names = (
-        ("age",)
-        + tuple(f"gender={g}" for g in genders)
-        + tuple(f"occupation={o}" for o in ML1M_OCCUPATIONS)
-    )
-    groups = {
-        "gender": (genders, gender_codes.astype(np.int32)),
-        "age": (AGE_BAND_LABELS, age_codes.astype(np.int32)),
-        "occupation": (ML1M_OCCUPATIONS, occupation_codes.astype(np.int32)),
-    }
     return user_ids, features, names, groups
 
 

@@ -17,12 +17,7 @@ from scipy.special import expit
 
 from ratinggan.data.cleaning import first_occurrences
 from ratinggan.data.dataset import Dataset, Ratings, Split
-from ratinggan.data.movielens import (
-    AGE_BAND_EDGES,
-    AGE_BAND_LABELS,
-    _one_hot,
-    _standardize,
-)
+from ratinggan.data.movielens import _standardize, demographic_features
 
 NUM_GENRES = 19
 NUM_OCCUPATIONS = 21
@@ -173,19 +168,15 @@ def make_synthetic(
     occupation_names = tuple(
         f"occupation{o:02d}" for o in range(NUM_OCCUPATIONS)
     )
+    user_features, user_feature_names, user_groups = demographic_features(
+        ages, ("F", "M"), genders, occupation_names, occupations
+    )
     dataset = Dataset(
         name="synthetic",
         levels=levels,
         user_ids=np.arange(1, num_users + 1),
         item_ids=np.arange(1, num_items + 1),
-        user_features=np.concatenate(
-            [
-                _standardize(ages.astype(np.float64))[:, None],
-                _one_hot(genders, 2),
-                _one_hot(occupations, NUM_OCCUPATIONS),
-            ],
-            axis=1,
-        ),
+        user_features=user_features,
         item_features=np.concatenate(
             [
                 _standardize(years)[:, None],
@@ -194,23 +185,13 @@ def make_synthetic(
             ],
             axis=1,
         ),
-        user_feature_names=("age", "gender=F", "gender=M")
-        + tuple(f"occupation={o}" for o in occupation_names),
+        user_feature_names=user_feature_names,
         item_feature_names=("year", "year_missing")
         + tuple(f"genre={g}" for g in genre_names),
         genres=genres,
         genre_names=genre_names,
         item_titles=tuple(f"Movie {i + 1}" for i in range(num_items)),
-        user_groups={
-            "gender": (("F", "M"), genders.astype(np.int32)),
-            "age": (
-                AGE_BAND_LABELS,
-                np.searchsorted(AGE_BAND_EDGES, ages, side="right").astype(
-                    np.int32
-                ),
-            ),
-            "occupation": (occupation_names, occupations.astype(np.int32)),
-        },
+        user_groups=user_groups,
         true_probs=true_probs,
     )
 
