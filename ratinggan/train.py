@@ -11,6 +11,7 @@ state, a row-sharded rating table, batch-sharded steps and a donated state
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -301,6 +302,47 @@ def gan_step(
 # --------------------------------------------------------------- epochs ----
 
 
+class _EpochPlan(NamedTuple):
+    """How an epoch cuts ``num_rows`` rows into steps, shared by both epoch
+    builders so that they take the same batches with the same keys."""
+
+    num_steps: int
+    step_shape: tuple[int, ...]
+    row_sharding: NamedSharding
+
+
+def _plan_epoch(
+    mesh: Mesh, num_rows: int, batch_size: int, group: int | None
+) -> _EpochPlan:
+    rows_per_step = batch_size * (group or 1)
+    num_steps = num_rows // rows_per_step
+    if num_steps == 0:
+        raise ValueError(
+            f"the training part has {num_rows} rows, fewer than one step's "
+            f"{rows_per_step}; lower the batch size"
+        )
+    step_shape = (batch_size,) if group is None else (group, batch_size)
+    row_spec = PartitionSpec(*([None] * (len(step_shape) - 1)), DATA_AXIS)
+    return _EpochPlan(num_steps, step_shape, NamedSharding(mesh, row_spec))
+
+
+def _epoch_order(plan: _EpochPlan, num_rows: int, key: jax.Array):
+    """The epoch's shuffled rows ``[num_steps, *step_shape]`` (the last
+    partial step dropped) and the key its steps fold their index into."""
+    order_key, step_key = jax.random.split(key)
+    rows = jax.random.permutation(order_key, num_rows)
+    rows = rows[: plan.num_steps * math.prod(plan.step_shape)]
+    return rows.reshape((plan.num_steps,) + plan.step_shape), step_key
+
+
+def _take_step(
+    step_fn, plan, state, tables, ratings, step_rows, step_key, step
+):
+    step_rows = jax.lax.with_sharding_constraint(step_rows, plan.row_sharding)
+    batch = gather_batch(tables, ratings, step_rows)
+    return step_fn(state, batch, jax.random.fold_in(step_key, step))
+
+
 def make_epoch(
     step_fn: StepFn,
     mesh: Mesh,
@@ -320,32 +362,19 @@ def make_epoch(
     are replicated. The program depends only on shapes, so every epoch after
     the first reuses the first one's compilation.
     """
-    rows_per_step = batch_size * (group or 1)
-    num_steps = num_rows // rows_per_step
-    if num_steps == 0:
-        raise ValueError(
-            f"the training part has {num_rows} rows, fewer than one step's "
-            f"{rows_per_step}; lower the batch size"
-        )
-    step_shape = (batch_size,) if group is None else (group, batch_size)
-    row_spec = PartitionSpec(*([None] * (len(step_shape) - 1)), DATA_AXIS)
-    row_sharding = NamedSharding(mesh, row_spec)
+    plan = _plan_epoch(mesh, num_rows, batch_size, group)
 
     def epoch(state, tables, ratings, key):
-        order_key, step_key = jax.random.split(key)
-        order = jax.random.permutation(order_key, num_rows)
-        order = order[: num_steps * rows_per_step].reshape(
-            (num_steps,) + step_shape
-        )
+        order, step_key = _epoch_order(plan, num_rows, key)
 
         def body(state, inputs):
-            rows, step = inputs
-            rows = jax.lax.with_sharding_constraint(rows, row_sharding)
-            batch = gather_batch(tables, ratings, rows)
-            return step_fn(state, batch, jax.random.fold_in(step_key, step))
+            step_rows, step = inputs
+            return _take_step(
+                step_fn, plan, state, tables, ratings, step_rows, step_key, step
+            )
 
         state, metrics = jax.lax.scan(
-            body, state, (order, jnp.arange(num_steps))
+            body, state, (order, jnp.arange(plan.num_steps))
         )
         return state, jax.tree.map(jnp.mean, metrics)
 
@@ -385,33 +414,24 @@ def make_resumable_epoch(
 ) -> ResumableEpoch:
     """Like ``make_epoch`` (same batches, same per-step keys), but run in
     pieces so that a run can checkpoint, and resume, within an epoch."""
-    rows_per_step = batch_size * (group or 1)
-    num_steps = num_rows // rows_per_step
-    if num_steps == 0:
-        raise ValueError(
-            f"the training part has {num_rows} rows, fewer than one step's "
-            f"{rows_per_step}; lower the batch size"
-        )
-    step_shape = (batch_size,) if group is None else (group, batch_size)
-    row_spec = PartitionSpec(*([None] * (len(step_shape) - 1)), DATA_AXIS)
-    row_sharding = NamedSharding(mesh, row_spec)
+    plan = _plan_epoch(mesh, num_rows, batch_size, group)
     everywhere = replicated(mesh)
 
     def order(key):
-        order_key, step_key = jax.random.split(key)
-        rows = jax.random.permutation(order_key, num_rows)
-        rows = rows[: num_steps * rows_per_step]
-        return rows.reshape((num_steps,) + step_shape), step_key
+        return _epoch_order(plan, num_rows, key)
 
     def run(state, sums, tables, ratings, rows, step_key, start, stop):
         def body(step, carry):
             state, sums, first_bad = carry
-            step_rows = jax.lax.with_sharding_constraint(
-                rows[step], row_sharding
-            )
-            batch = gather_batch(tables, ratings, step_rows)
-            state, metrics = step_fn(
-                state, batch, jax.random.fold_in(step_key, step)
+            state, metrics = _take_step(
+                step_fn,
+                plan,
+                state,
+                tables,
+                ratings,
+                rows[step],
+                step_key,
+                step,
             )
             sums = jax.tree.map(jnp.add, sums, metrics)
             first_bad = jax.tree.map(
@@ -430,7 +450,7 @@ def make_resumable_epoch(
 
     def zero_sums(state, tables, ratings):
         if not metric_shapes:
-            rows = jnp.zeros(step_shape, jnp.int32)
+            rows = jnp.zeros(plan.step_shape, jnp.int32)
 
             def metrics_of(state):
                 batch = gather_batch(tables, ratings, rows)
@@ -443,7 +463,7 @@ def make_resumable_epoch(
         return jax.device_put(zeros, everywhere)
 
     return ResumableEpoch(
-        num_steps=num_steps,
+        num_steps=plan.num_steps,
         order=jax.jit(order, out_shardings=everywhere),
         run=jax.jit(
             run,
