@@ -61,9 +61,13 @@ class TrainedModel:
         ID the run does not know."""
         return _indices(self.dataset.item_ids, item_ids, "movie")
 
-    def predict(self, users: np.ndarray, items: np.ndarray) -> np.ndarray:
-        """The regressor's rating for each (user, movie) index pair,
-        clipped to the rating scale."""
+    def predict(
+        self, users: ArrayLike, items: ArrayLike, *, raw_ids: bool = False
+    ) -> np.ndarray:
+        """The regressor's rating for each (user, movie) pair, clipped to
+        the rating scale. Pairs are index arrays, or raw IDs from the
+        source files with ``raw_ids=True``."""
+        users, items = self.index_pairs(users, items, raw_ids)
         predictions = predict.predict_ratings(
             self.regressor, self.tables, users, items
         )
@@ -72,13 +76,17 @@ class TrainedModel:
 
     def distribution(
         self,
-        users: np.ndarray,
-        items: np.ndarray,
+        users: ArrayLike,
+        items: ArrayLike,
         key: jax.Array | None = None,
         draws: int | None = None,
+        *,
+        raw_ids: bool = False,
     ) -> np.ndarray:
         """The generator's rating distribution ``[n, K]`` for each pair,
-        over ``dataset.levels``."""
+        over ``dataset.levels``: the mean of the softmax over ``draws``
+        noise draws (default ``eval.distribution_draws``)."""
+        users, items = self.index_pairs(users, items, raw_ids)
         return predict.generator_distribution(
             self.gan.generator,
             self.config.gan,
@@ -90,13 +98,44 @@ class TrainedModel:
         )
 
     def sample(
-        self, users: np.ndarray, items: np.ndarray, key: jax.Array
+        self,
+        users: ArrayLike,
+        items: ArrayLike,
+        key: jax.Array | None = None,
+        *,
+        raw_ids: bool = False,
     ) -> np.ndarray:
-        """One generated rating (a value of ``dataset.levels``) per pair."""
+        """One generated rating (a value of ``dataset.levels``) per pair;
+        the same ``key`` (default ``jax.random.key(0)``) gives the same
+        draws."""
+        users, items = self.index_pairs(users, items, raw_ids)
         levels = predict.generator_sample(
-            self.gan.generator, self.config.gan, self.tables, users, items, key
+            self.gan.generator,
+            self.config.gan,
+            self.tables,
+            users,
+            items,
+            jax.random.key(0) if key is None else key,
         )
         return self.dataset.levels[levels]
+
+    def index_pairs(
+        self, users: ArrayLike, items: ArrayLike, raw_ids: bool = False
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(user, movie)`` int32 index arrays of equal length: indices
+        checked against the data's sizes, or raw IDs looked up with
+        ``raw_ids=True``; anything else raises ``ValueError``."""
+        if raw_ids:
+            users, items = self.user_index(users), self.item_index(items)
+        else:
+            users = _checked_indices(users, self.dataset.num_users, "user")
+            items = _checked_indices(items, self.dataset.num_items, "movie")
+        if users.shape != items.shape or users.ndim != 1:
+            raise ValueError(
+                f"users {users.shape} and movies {items.shape} must be "
+                "1-D and of one length: one of each per pair"
+            )
+        return users, items
 
     def recommend(
         self, user: int | str, k: int = 10, *, raw_ids: bool = False
@@ -196,16 +235,7 @@ class TrainedModel:
             return train.users, train.items, timestamps
         if users is None or items is None:
             raise ValueError("give both users and items, or neither")
-        if raw_ids:
-            users, items = self.user_index(users), self.item_index(items)
-        else:
-            users = _checked_indices(users, self.dataset.num_users, "user")
-            items = _checked_indices(items, self.dataset.num_items, "movie")
-        if len(users) != len(items):
-            raise ValueError(
-                f"{len(users)} users but {len(items)} movies; give one of "
-                "each per pair"
-            )
+        users, items = self.index_pairs(users, items, raw_ids)
         return users, items, np.zeros(len(users), np.int64)
 
     def evaluate(self) -> dict[str, Any]:
