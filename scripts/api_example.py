@@ -3,8 +3,8 @@
     python scripts/api_example.py [WORKDIR]      (default runs/api-example)
 
 Trains a small synthetic run (a minute or two on a laptop CPU), so it needs
-no download. Running it again on the same WORKDIR loads the finished run
-instead of training again.
+no download. Running it again on the same WORKDIR reuses the finished run
+(it only writes its report again).
 """
 
 import sys
