@@ -1,5 +1,13 @@
-"""ratinggan: a rating regressor and a conditional WGAN-GP in JAX."""
+"""ratinggan: a rating regressor and a conditional WGAN-GP in JAX.
 
+The Python API: ``make_config`` builds a run's config, ``load_dataset``
+gives the split a run would use, ``train`` trains in a work directory and
+``load`` reads a trained run back as a ``TrainedModel`` (``predict``,
+``distribution``, ``recommend``, ``sample``, ``sample_dataset``,
+``evaluate``). ``train_and_evaluate`` is ``train`` returning the report.
+"""
+
+from ratinggan.api import load, load_dataset, make_config, train
 from ratinggan.config import Config, GanConfig, RegressorConfig
 from ratinggan.data import (
     DataError,
@@ -11,6 +19,7 @@ from ratinggan.data import (
     read_ml100k,
 )
 from ratinggan.run import train_and_evaluate
+from ratinggan.trained import TrainedModel
 
 __all__ = [
     "Config",
@@ -20,9 +29,14 @@ __all__ = [
     "Ratings",
     "RegressorConfig",
     "Split",
+    "TrainedModel",
+    "load",
+    "load_dataset",
     "load_split",
+    "make_config",
     "make_synthetic",
     "read_ml100k",
+    "train",
     "train_and_evaluate",
 ]
 __version__ = "0.1.0"

@@ -19,6 +19,7 @@ examples:
   ratinggan train --regressor.epochs 10 --gan.critic-steps 3 \\
       --workdir runs/quick
   ratinggan train --workdir runs/u1 --checkpoint.every-steps 200
+  ratinggan train --workdir runs/tb --tensorboard   # needs the extra
   ratinggan config > my.toml      # the commented default, to edit
   ratinggan train --config my.toml --gan.epochs 5 --workdir runs/mine
   ratinggan train --config my.toml --print-config   # resolved, no training
@@ -32,6 +33,32 @@ examples:
   ratinggan evaluate --workdir runs/u1
   ratinggan evaluate --workdir runs/u1 --data-dir /data/ml-100k \\
       --output u1-report.json
+"""
+
+
+SAMPLE_EXAMPLES = """\
+examples:
+  ratinggan sample --workdir runs/synthetic            # every training pair
+  ratinggan sample --workdir runs/u1 --out synthetic-u1 --seed 1
+  ratinggan sample --workdir runs/u1 --pairs pairs.csv --out some-pairs
+
+A pairs file holds one USER,MOVIE pair of raw IDs (as in the source files)
+per line; commas, tabs, spaces or :: separate them, further columns are
+ignored, blank lines and # comments are skipped, and a first line such as
+userId,movieId is taken as a header.
+
+Only the ratings file is written (u.data for ml-100k, ratings.dat for ml-1m
+and ml-10m, ratings.csv with a userId,movieId,rating,timestamp header for
+the other releases, the synthetic dataset and your own files). MovieLens
+metadata files (movies, users, genres) are never copied: their licence
+forbids redistribution. Training pairs keep their timestamps; given pairs
+get timestamp 0.
+
+errors:
+  ratinggan sample --workdir runs/missing                 # no such workdir
+  ratinggan sample --workdir runs/u1 --pairs nofile.csv   # no pairs file
+  ratinggan sample --workdir runs/u1 --pairs bad.csv      # a line lacks MOVIE
+  ratinggan sample --workdir runs/u1 --pairs strangers.csv  # unknown user ID
 """
 
 
@@ -75,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="set aside the work directory's previous run (checkpoints, "
         "metrics, report) and start over instead of resuming",
     )
+    train_parser.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also write each epoch's metrics as TensorBoard scalars in "
+        "WORKDIR/tensorboard/ (needs pip install 'ratinggan[tensorboard]')",
+    )
     _add_config_flags(train_parser)
     defaults = flat_fields(Config())
     for name, kind in field_types().items():
@@ -108,9 +141,44 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate_parser.add_argument(
         "--quiet", action="store_true", help="no table"
     )
+    _add_sample_command(commands)
     _add_config_command(commands)
     _add_data_command(commands)
     return parser
+
+
+def _add_sample_command(commands) -> None:
+    parser = commands.add_parser(
+        "sample",
+        help="write a synthetic ratings file drawn from a trained generator",
+        description="Draw one rating per (user, movie) pair from the "
+        "generator of a trained run and write them as a ratings file in "
+        "the MovieLens layout of the run's source: for every training pair "
+        "(the default) or for the pairs of --pairs.",
+        epilog=SAMPLE_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--workdir", required=True, help="the trained run's work directory"
+    )
+    parser.add_argument(
+        "--out",
+        help="folder for the ratings file (default: WORKDIR/sample)",
+    )
+    parser.add_argument(
+        "--pairs",
+        metavar="FILE",
+        help="USER,MOVIE raw ID pairs to rate (default: every training pair)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="sampling seed (default: 0)"
+    )
+    parser.add_argument(
+        "--data-dir", help="where the data lie now, if not where they did"
+    )
+    parser.add_argument(
+        "--quiet", action="store_true", help="no progress bar or summary"
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -121,7 +189,7 @@ def _train(args: argparse.Namespace) -> None:
         print(to_toml(config), end="")
         return
     report = run.train_and_evaluate(
-        config, args.workdir, not args.quiet, args.restart
+        config, args.workdir, not args.quiet, args.restart, args.tensorboard
     )
     if not args.quiet and distributed.is_writer():
         print(evaluate.format_table(report["rows"]))
@@ -147,6 +215,36 @@ def _evaluate(args: argparse.Namespace) -> None:
     if not args.quiet:
         print(evaluate.format_table(report["rows"]))
         print(f"report: {output}")
+
+
+def _sample(args: argparse.Namespace) -> None:
+    from ratinggan import sampling, trained
+
+    if not Path(args.workdir).is_dir():
+        raise FileNotFoundError(f"{args.workdir}: no such work directory")
+    pairs = args.pairs
+    if pairs is not None and not Path(pairs).is_file():
+        raise FileNotFoundError(f"{pairs}: no such pairs file")
+    if pairs is not None:
+        sampling.read_pairs(pairs)  # a malformed file fails before loading
+    model = trained.load(args.workdir, args.data_dir)
+    if not model.finished:
+        logging.getLogger(__name__).warning(
+            "the newest checkpoint (step %d) is from before training ended",
+            model.step,
+        )
+    users = items = None
+    if pairs is not None:
+        users, items = sampling.pair_indices(model.dataset, pairs)
+    table = model.sample_dataset(
+        users, items, seed=args.seed, progress=not args.quiet
+    )
+    out = Path(args.out or Path(args.workdir) / "sample")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
+    path = sampling.write_ratings(table, model.config.dataset, out)
+    if not args.quiet:
+        print(f"{len(table)} ratings: {path}")
 
 
 CONFIG_EXAMPLES = """\
@@ -485,6 +583,8 @@ def main(argv: list[str] | None = None) -> int:
             _train(args)
         elif args.command == "evaluate":
             _evaluate(args)
+        elif args.command == "sample":
+            _sample(args)
         elif args.command == "config":
             print(to_toml(_resolved_config(args)), end="")
         elif args.command == "data":

@@ -44,19 +44,55 @@ from ratinggan.sharding import check_batch_size, make_mesh, replicated
 logger = logging.getLogger(__name__)
 
 # What a run writes besides checkpoints; --restart moves them aside too.
-RUN_FILES = ("config.json", "metrics.jsonl", "report.json")
+RUN_FILES = ("config.json", "metrics.jsonl", "report.json", "tensorboard")
+
+
+TENSORBOARD_MISSING = (
+    "--tensorboard needs the tensorboard extra: pip install "
+    "'ratinggan[tensorboard]' (or pip install tensorboardX)"
+)
+
+
+def tensorboard_writer(directory: Path):
+    """A tensorboardX ``SummaryWriter`` on ``directory``; a clear error
+    when the optional ``tensorboard`` extra is not installed."""
+    try:
+        from tensorboardX import SummaryWriter
+    except ImportError as error:
+        raise ValueError(TENSORBOARD_MISSING) from error
+    return SummaryWriter(str(directory))
 
 
 class MetricsLog:
-    """Appends one JSON object per line to ``metrics.jsonl`` (process 0)."""
+    """Appends one JSON object per line to ``metrics.jsonl`` (process 0),
+    and each of its numbers to TensorBoard when given a writer."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, tensorboard=None):
         self.path = path if jax.process_index() == 0 else None
+        self.tensorboard = tensorboard if self.path is not None else None
 
     def write(self, record: dict[str, Any]) -> None:
         if self.path is not None:
             with open(self.path, "a") as stream:
                 stream.write(json.dumps(record, sort_keys=True) + "\n")
+        if self.tensorboard is not None:
+            self._write_scalars(record)
+
+    def _write_scalars(self, record: dict[str, Any]) -> None:
+        """Scalars named ``phase/metric`` at the record's train step."""
+        phase = record.get("phase", "run")
+        for name, value in record.items():
+            if name in ("phase", "step") or isinstance(value, bool):
+                continue
+            if isinstance(value, int | float):
+                self.tensorboard.add_scalar(
+                    f"{phase}/{name}", value, record.get("step", 0)
+                )
+        self.tensorboard.flush()
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
 
     def keep_until(self, step: int) -> None:
         """Drops the records of steps after ``step``: a resumed run logs
@@ -661,6 +697,7 @@ def train_and_evaluate(
     workdir: str | Path,
     progress: bool = True,
     restart: bool = False,
+    tensorboard: bool = False,
 ) -> dict[str, Any]:
     """Trains both models on ``config``'s data and writes ``report.json``.
 
@@ -669,10 +706,18 @@ def train_and_evaluate(
     checkpoints of the same config, the run resumes from the newest good
     one; of another config, it is refused unless ``restart``, which moves
     the old run into ``replaced-<time>/``. SIGTERM or SIGINT save a
-    checkpoint and raise ``checkpoint.Interrupted``. Returns the report.
+    checkpoint and raise ``checkpoint.Interrupted``. ``tensorboard`` also
+    writes each epoch's metrics as TensorBoard scalars under
+    ``workdir/tensorboard/`` (needs the ``tensorboard`` extra). Returns
+    the report.
     """
     started = time.perf_counter()
     _check_checkpoint_config(config)
+    if tensorboard:
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError as error:
+            raise ValueError(TENSORBOARD_MISSING) from error
     distributed.initialize_from_environment()
     mesh = make_mesh()
     check_batch_size(config.regressor.batch_size, mesh, "regressor.batch_size")
@@ -718,7 +763,12 @@ def train_and_evaluate(
             evaluate.write_json_atomic(
                 workdir / "config.json", config.to_dict()
             )
-        log = MetricsLog(workdir / "metrics.jsonl")
+        log = MetricsLog(
+            workdir / "metrics.jsonl",
+            tensorboard_writer(workdir / "tensorboard")
+            if tensorboard and is_writer
+            else None,
+        )
         log.keep_until(session.position.step)
 
         regressor_state, selection = fit_regressor(
@@ -745,6 +795,7 @@ def train_and_evaluate(
             session,
         )
         session.finish()
+        log.close()
 
     report_key = jax.random.wrap_key_data(session.state.keys["report"])
     report_started = time.perf_counter()
