@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,10 @@ from ratinggan.data import Dataset, Ratings, Split, holdout, load_split
 from ratinggan.sharding import check_batch_size, make_mesh, replicated
 
 logger = logging.getLogger(__name__)
+
+# Called with each finished epoch's record (the metrics.jsonl line); the
+# benchmarks use it to time an epoch or a validation RMSE as it happens.
+EpochHook = Callable[[dict[str, Any]], None]
 
 # What a run writes besides checkpoints; --restart moves them aside too.
 RUN_FILES = ("config.json", "metrics.jsonl", "report.json", "tensorboard")
@@ -412,6 +417,7 @@ def fit_regressor(
     log: MetricsLog,
     progress: bool = True,
     session: Session | None = None,
+    on_epoch: EpochHook | None = None,
 ):
     """Trains the regressor, keeping the parameters of the epoch with the
     best validation RMSE; stops after ``patience`` epochs without one.
@@ -419,6 +425,7 @@ def fit_regressor(
     Returns the state (best parameters) and ``{"validation_rmse",
     "epoch"}`` of the best epoch. Without a ``session``, trains from
     ``key`` and saves nothing; with one, carries on from where it stands.
+    ``on_epoch`` receives each epoch's record, validation RMSE included.
     """
     settings = config.regressor
     epoch_fn = _regressor_epoch(config, mesh, len(train_part))
@@ -458,6 +465,8 @@ def fit_regressor(
                 np.clip(predictions, low, high), validation.ratings
             )
             log.write({"phase": "regressor", **record})
+            if on_epoch is not None:
+                on_epoch({"phase": "regressor", **record})
             bar.update(1)
             bar.set_postfix(val_rmse=f"{record['validation_rmse']:.4f}")
             _track_best(session, record)
@@ -501,11 +510,13 @@ def fit_gan(
     log: MetricsLog,
     progress: bool = True,
     session: Session | None = None,
+    on_epoch: EpochHook | None = None,
 ):
     """Trains the generator and critic for ``gan.epochs`` critic epochs.
 
     Without a ``session``, trains from ``key`` and saves nothing; with one,
-    carries on from where it stands.
+    carries on from where it stands. ``on_epoch`` receives each epoch's
+    record.
     """
     settings = config.gan
     epoch_fn = _gan_epoch(config, mesh, len(train_part))
@@ -534,6 +545,8 @@ def fit_gan(
         record = _run_piece(session, "gan", epoch_fn, tables, ratings)
         if record is not None:
             log.write({"phase": "gan", **record})
+            if on_epoch is not None:
+                on_epoch({"phase": "gan", **record})
             bar.update(1)
             bar.set_postfix(
                 critic=f"{record['critic_loss']:.3f}",
