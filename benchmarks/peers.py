@@ -266,6 +266,7 @@ def _gan_section(gan: dict[str, Any]) -> list[str]:
         ("epochs", "epochs", 0),
         ("seconds_per_epoch", "s per epoch", 2),
         ("first_epoch_s", "first epoch s", 2),
+        ("preparation_s", "data preparation s", 1),
         ("rows_per_second", "rows per s", 0),
         ("w1", "W1 all", 4),
         ("w1_per_movie", "W1 movie", 4),
@@ -903,24 +904,28 @@ def main(argv=None) -> None:
         "ctgan_epochs": args.ctgan_epochs,
         "config": config.to_dict(),
     }
-    sections = args.only.split(",")
+    runners = {
+        "time": lambda: run_time_section(config, args),
+        "accuracy": lambda: run_accuracy_section(config, args, gan_fits),
+        "gan": lambda: run_gan_section(config, args, gan_fits),
+    }
     gan_fits: dict = {}
-    if "time" in sections:
-        results["time"] = run_time_section(config, args)
-    if "accuracy" in sections:
-        results["accuracy"] = run_accuracy_section(config, args, gan_fits)
-    if "gan" in sections:
-        results["gan"] = run_gan_section(config, args, gan_fits)
-    machine["load_end"] = list(os.getloadavg())
-    results["wall_seconds"] = time.perf_counter() - started
+    for section in SECTIONS:
+        if section in args.only.split(","):
+            results[section] = runners[section]()
+            # Written after each section: a failure later keeps these.
+            write_results(results, args.output_dir, started)
+    print(format_markdown(results))
 
+
+def write_results(results: dict, output_dir: Path, started: float) -> None:
     from ratinggan.evaluate import write_json_atomic, write_text_atomic
 
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(args.output_dir / "peers.json", results)
-    markdown = format_markdown(results)
-    write_text_atomic(args.output_dir / "peers.md", markdown)
-    print(markdown)
+    results["machine"]["load_end"] = list(os.getloadavg())
+    results["wall_seconds"] = time.perf_counter() - started
+    output_dir.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(output_dir / "peers.json", results)
+    write_text_atomic(output_dir / "peers.md", format_markdown(results))
 
 
 if __name__ == "__main__":
