@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ratinggan import checkpoint, evaluate, run, train
+from ratinggan import checkpoint, evaluate, run, training
 from ratinggan.config import Config, override
 from ratinggan.sharding import make_mesh
 
@@ -41,8 +41,8 @@ def _seconds_per_step(config, data, mesh, initial, phase, steps) -> float:
     """Steady-state seconds per train step of ``phase`` (after compiling)."""
     make = run._regressor_epoch if phase == "regressor" else run._gan_epoch
     epoch = make(config, mesh, len(data.train_part))
-    tables = train.device_tables(data.dataset, mesh)
-    ratings = train.device_ratings(data.train_part, data.dataset, mesh)
+    tables = training.device_tables(data.dataset, mesh)
+    ratings = training.device_ratings(data.train_part, data.dataset, mesh)
     state = jax.tree.map(jnp.copy, getattr(initial, phase))  # donated
     rows, step_key = epoch.order(jax.random.key(0))
     steps = min(steps, epoch.num_steps - 1)

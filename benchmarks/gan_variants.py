@@ -32,7 +32,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from ratinggan import baselines, evaluate, metrics, predict, run, train
+from ratinggan import baselines, evaluate, metrics, predict, run, training
 from ratinggan.config import Config, override
 from ratinggan.data import holdout, load_split
 from ratinggan.sharding import make_mesh
@@ -267,7 +267,7 @@ def main() -> None:
         split.train, base.validation_fraction, base.seed
     )
     mesh = make_mesh()
-    tables = train.device_tables(dataset, mesh)
+    tables = training.device_tables(dataset, mesh)
     _, gan_key, report_key = jax.random.split(jax.random.key(base.seed), 3)
     RESULTS.mkdir(exist_ok=True)
     jsonl = RESULTS / "gan_variants.jsonl"

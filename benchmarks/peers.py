@@ -425,11 +425,11 @@ def run_keys(seed: int):
 
 
 def fit_regressor(config, split, parts) -> Fitted:
-    from ratinggan import run, train
+    from ratinggan import run, training
     from ratinggan.sharding import make_mesh
 
     mesh = make_mesh()
-    tables = train.device_tables(split.dataset, mesh)
+    tables = training.device_tables(split.dataset, mesh)
     train_part, validation = parts
     (state, selection), fitted = _clocked(
         lambda hook: run.fit_regressor(
@@ -450,11 +450,11 @@ def fit_regressor(config, split, parts) -> Fitted:
 
 
 def fit_gan(config, split, train_part) -> Fitted:
-    from ratinggan import run, train
+    from ratinggan import run, training
     from ratinggan.sharding import make_mesh
 
     mesh = make_mesh()
-    tables = train.device_tables(split.dataset, mesh)
+    tables = training.device_tables(split.dataset, mesh)
     state, fitted = _clocked(
         lambda hook: run.fit_gan(
             config,

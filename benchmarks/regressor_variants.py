@@ -25,7 +25,7 @@ import jax
 import numpy as np
 import pandas as pd
 
-from ratinggan import metrics, predict, run, train
+from ratinggan import metrics, predict, run, training
 from ratinggan.config import Config, override
 from ratinggan.data import Dataset, Ratings, Split, holdout, read_ml100k
 from ratinggan.sharding import make_mesh
@@ -108,7 +108,7 @@ def score(config: Config, split: Split) -> dict:
         split.train, config.validation_fraction, config.seed
     )
     mesh = make_mesh()
-    tables = train.device_tables(split.dataset, mesh)
+    tables = training.device_tables(split.dataset, mesh)
     started = time.perf_counter()
     state, selection = run.fit_regressor(
         config,

@@ -24,7 +24,7 @@ import time
 
 import jax
 
-from ratinggan import evaluate, train
+from ratinggan import evaluate, training
 from ratinggan.config import Config, override
 from ratinggan.data import make_synthetic
 from ratinggan.sharding import check_batch_size, make_mesh
@@ -47,17 +47,17 @@ def measure(config: Config, split, devices, epochs: int) -> dict:
     """Ratings per second of both epochs on a mesh over ``devices``."""
     mesh = make_mesh(devices)
     dataset, rows = split.dataset, len(split.train)
-    tables = train.device_tables(dataset, mesh)
-    ratings = train.device_ratings(split.train, dataset, mesh)
+    tables = training.device_tables(dataset, mesh)
+    ratings = training.device_ratings(split.train, dataset, mesh)
     result = {"devices": len(devices)}
 
     settings = config.regressor
     check_batch_size(settings.batch_size, mesh, "regressor batch")
-    state = train.create_regressor_state(
+    state = training.create_regressor_state(
         settings, dataset, 3.5, jax.random.key(0), mesh
     )
-    epoch_fn = train.make_epoch(
-        functools.partial(train.regressor_step, l2=settings.l2),
+    epoch_fn = training.make_epoch(
+        functools.partial(training.regressor_step, l2=settings.l2),
         mesh,
         rows,
         settings.batch_size,
@@ -69,10 +69,12 @@ def measure(config: Config, split, devices, epochs: int) -> dict:
 
     settings = config.gan
     check_batch_size(settings.batch_size, mesh, "GAN batch")
-    state = train.create_gan_state(settings, dataset, jax.random.key(0), mesh)
+    state = training.create_gan_state(
+        settings, dataset, jax.random.key(0), mesh
+    )
     group = settings.critic_steps
-    epoch_fn = train.make_epoch(
-        functools.partial(train.gan_step, config=settings),
+    epoch_fn = training.make_epoch(
+        functools.partial(training.gan_step, config=settings),
         mesh,
         rows,
         settings.batch_size,

@@ -81,8 +81,8 @@ def train(
     The same run as ``ratinggan train``: ``workdir`` receives
     ``config.json``, ``metrics.jsonl``, checkpoints and ``report.json``;
     a work directory holding a run of the same config resumes it (a
-    finished one is only evaluated again). ``run.train_and_evaluate`` is the same
-    call returning the report instead.
+    finished one is only evaluated again). ``run.train_and_evaluate`` is
+    the same call returning the report instead.
     """
     run.train_and_evaluate(
         config or Config(), workdir, progress, restart, tensorboard

@@ -22,7 +22,7 @@ from jax.sharding import Mesh
 from scipy.stats import norm
 from tqdm.auto import tqdm
 
-from ratinggan import metrics, models, predict, train
+from ratinggan import metrics, models, predict, training
 from ratinggan.config import RegressorConfig
 from ratinggan.data import Dataset, Ratings
 from ratinggan.sharding import check_batch_size, replicated
@@ -133,7 +133,7 @@ def create_classifier_state(
 @functools.partial(jax.jit, static_argnums=0)
 def _classify(apply_fn, params, tables, users, items):
     logits, _ = apply_fn(
-        {"params": params}, train.conditioning(tables, users, items)
+        {"params": params}, training.conditioning(tables, users, items)
     )
     return jax.nn.softmax(logits, axis=-1)
 
@@ -165,13 +165,13 @@ def fit_classifier(
     check_batch_size(config.batch_size, mesh, "regressor.batch_size")
     init_key, loop_key = jax.random.split(key)
     state = create_classifier_state(config, dataset, init_key, mesh)
-    epoch_fn = train.make_epoch(
+    epoch_fn = training.make_epoch(
         functools.partial(classifier_step, l2=config.l2),
         mesh,
         len(train_part),
         config.batch_size,
     )
-    ratings = train.device_ratings(train_part, dataset, mesh)
+    ratings = training.device_ratings(train_part, dataset, mesh)
     validation_levels = dataset.level_index(validation.ratings)
 
     best = {"validation_nll": float("inf"), "epoch": -1}
@@ -181,7 +181,7 @@ def fit_classifier(
         state, epoch_metrics = epoch_fn(
             state, tables, ratings, jax.random.fold_in(loop_key, epoch)
         )
-        train.check_finite(
+        training.check_finite(
             {k: float(v) for k, v in epoch_metrics.items()}, "softmax", epoch
         )
         probs = classifier_probs(

@@ -14,7 +14,7 @@ import numpy as np
 from flax.training.train_state import TrainState
 
 from ratinggan.config import GanConfig
-from ratinggan.train import conditioning
+from ratinggan.training import conditioning
 
 CHUNK = 16_384
 

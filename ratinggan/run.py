@@ -1,7 +1,7 @@
 """One whole run: load data, train the regressor and the GAN, report.
 
 Training goes in pieces, each one compiled loop on the devices
-(``train.make_resumable_epoch``); a piece ends at the end of an epoch or
+(``training.make_resumable_epoch``); a piece ends at the end of an epoch or
 at the next checkpoint step (``checkpoint.every_steps``), whichever comes
 first. Between pieces the run stops on non-finite values, logs finished
 epochs, saves a checkpoint when one is due, and honours SIGTERM/SIGINT by
@@ -36,7 +36,7 @@ from ratinggan import (
     evaluate,
     metrics,
     predict,
-    train,
+    training,
 )
 from ratinggan.config import Config
 from ratinggan.data import Dataset, Ratings, Split, holdout, load_split
@@ -120,7 +120,7 @@ class RunState(flax.struct.PyTreeNode):
     regressor: TrainState | None
     # The regressor's parameters at its best validation epoch so far.
     best_regressor_params: Any
-    gan: train.GanState | None
+    gan: training.GanState | None
     # Running metric sums of the epoch in progress; {} between epochs.
     epoch_sums: dict[str, jax.Array]
     # Raw key data (uint32) of the "regressor" and "gan" loop keys and the
@@ -186,7 +186,7 @@ class Session:
             remaining = min(remaining, every - self.position.step % every)
         return self.position.epoch_step + remaining
 
-    def epoch_order(self, phase: str, epoch_fn: train.ResumableEpoch):
+    def epoch_order(self, phase: str, epoch_fn: training.ResumableEpoch):
         """The batches and step key of the epoch in progress (cached)."""
         marker = (phase, self.position.epoch)
         if self._order[:2] != marker:
@@ -295,7 +295,7 @@ def _check_finite(
 def _run_piece(
     session: Session,
     phase: str,
-    epoch_fn: train.ResumableEpoch,
+    epoch_fn: training.ResumableEpoch,
     tables,
     ratings,
 ) -> dict[str, float] | None:
@@ -359,8 +359,8 @@ def _progress_bar(phase: str, epochs: int, done: int, progress: bool):
 def _regressor_epoch(config: Config, mesh, num_rows: int):
     settings = config.regressor
     check_batch_size(settings.batch_size, mesh, "regressor.batch_size")
-    return train.make_resumable_epoch(
-        functools.partial(train.regressor_step, l2=settings.l2),
+    return training.make_resumable_epoch(
+        functools.partial(training.regressor_step, l2=settings.l2),
         mesh,
         num_rows,
         settings.batch_size,
@@ -370,8 +370,8 @@ def _regressor_epoch(config: Config, mesh, num_rows: int):
 def _gan_epoch(config: Config, mesh, num_rows: int):
     settings = config.gan
     check_batch_size(settings.batch_size, mesh, "gan.batch_size")
-    return train.make_resumable_epoch(
-        functools.partial(train.gan_step, config=settings),
+    return training.make_resumable_epoch(
+        functools.partial(training.gan_step, config=settings),
         mesh,
         num_rows,
         settings.batch_size,
@@ -385,7 +385,7 @@ def _copy(tree):
 
 
 def _regressor_state(config, dataset, train_part, key, mesh) -> TrainState:
-    return train.create_regressor_state(
+    return training.create_regressor_state(
         config.regressor,
         dataset,
         float(train_part.ratings.mean()),
@@ -443,7 +443,7 @@ def fit_regressor(
             Position(),
             config,
         )
-    ratings = train.device_ratings(train_part, dataset, mesh)
+    ratings = training.device_ratings(train_part, dataset, mesh)
     low, high = dataset.levels[0], dataset.levels[-1]
     position = session.position
     done = position.epoch if position.phase == "regressor" else settings.epochs
@@ -526,14 +526,16 @@ def fit_gan(
             RunState(
                 regressor=None,
                 best_regressor_params=None,
-                gan=train.create_gan_state(settings, dataset, init_key, mesh),
+                gan=training.create_gan_state(
+                    settings, dataset, init_key, mesh
+                ),
                 epoch_sums={},
                 keys={"gan": jax.random.key_data(loop_key)},
             ),
             Position(phase="gan"),
             config,
         )
-    ratings = train.device_ratings(train_part, dataset, mesh)
+    ratings = training.device_ratings(train_part, dataset, mesh)
     position = session.position
     done = position.epoch if position.phase == "gan" else settings.epochs
     bar = _progress_bar("gan", settings.epochs, done, progress)
@@ -556,7 +558,7 @@ def fit_gan(
                 position.phase = "done"
         session.after_piece()
     bar.close()
-    return train.with_average_generator(session.state.gan)
+    return training.with_average_generator(session.state.gan)
 
 
 # ---------------------------------------------------------------- run ----
@@ -626,7 +628,7 @@ def initial_state(config: Config, data: RunData, mesh) -> RunState:
     return RunState(
         regressor=regressor,
         best_regressor_params=_copy(regressor.params),
-        gan=train.create_gan_state(config.gan, data.dataset, gan_init, mesh),
+        gan=training.create_gan_state(config.gan, data.dataset, gan_init, mesh),
         epoch_sums={},
         keys=jax.device_put(keys, replicated(mesh)),
     )
@@ -641,8 +643,8 @@ def restore_target(
     if position.epoch_step > 0 and position.phase in ("regressor", "gan"):
         make = _regressor_epoch if position.phase == "regressor" else _gan_epoch
         epoch_fn = make(config, mesh, len(data.train_part))
-        tables = train.device_tables(data.dataset, mesh)
-        ratings = train.device_ratings(data.train_part, data.dataset, mesh)
+        tables = training.device_tables(data.dataset, mesh)
+        ratings = training.device_ratings(data.train_part, data.dataset, mesh)
         sums = epoch_fn.zero_sums(
             getattr(initial, position.phase), tables, ratings
         )
@@ -765,7 +767,7 @@ def train_and_evaluate(
         jax.process_count(),
     )
 
-    tables = train.device_tables(dataset, mesh)
+    tables = training.device_tables(dataset, mesh)
 
     with (
         checkpoint.Checkpoints(workdir, config.checkpoint.keep) as saved,

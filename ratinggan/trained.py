@@ -20,7 +20,7 @@ from flax.training.train_state import TrainState
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from ratinggan import checkpoint, evaluate, predict, run, train
+from ratinggan import checkpoint, evaluate, predict, run, training
 from ratinggan.config import Config, from_dict, override
 from ratinggan.data import Dataset, Ratings
 from ratinggan.sharding import make_mesh
@@ -34,7 +34,7 @@ class TrainedModel:
     data: run.RunData
     tables: dict[str, jax.Array]
     regressor: TrainState
-    gan: train.GanState
+    gan: training.GanState
     # The checkpoint's step, and whether training had finished there.
     step: int
     finished: bool
@@ -333,11 +333,11 @@ def load(workdir: str | Path, data_dir: str | None = None) -> TrainedModel:
     return TrainedModel(
         config=context["config"],
         data=context["data"],
-        tables=train.device_tables(context["data"].dataset, mesh),
+        tables=training.device_tables(context["data"].dataset, mesh),
         regressor=regressor,
         # Sample from the generator's weight average, as training's report
         # does.
-        gan=train.with_average_generator(state.gan),
+        gan=training.with_average_generator(state.gan),
         step=restored.step,
         finished=position.phase == "done",
         report_key=jax.random.wrap_key_data(state.keys["report"]),

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ratinggan import checkpoint, run, train
+from ratinggan import checkpoint, run, training
 from ratinggan.config import Config, override
 from ratinggan.data import make_synthetic
 from ratinggan.sharding import make_mesh, replicated
@@ -24,14 +24,14 @@ from ratinggan.sharding import make_mesh, replicated
 def tiny():
     split = make_synthetic(num_users=40, num_items=60, num_ratings=1200, seed=1)
     mesh = make_mesh()
-    return split, mesh, train.device_tables(split.dataset, mesh)
+    return split, mesh, training.device_tables(split.dataset, mesh)
 
 
 def test_an_epoch_run_in_pieces_equals_the_whole_epoch(tiny):
     split, mesh, tables = tiny
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
-    epoch = train.make_resumable_epoch(
-        functools.partial(train.regressor_step, l2=0.01),
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
+    epoch = training.make_resumable_epoch(
+        functools.partial(training.regressor_step, l2=0.01),
         mesh,
         len(split.train),
         64,
@@ -39,7 +39,7 @@ def test_an_epoch_run_in_pieces_equals_the_whole_epoch(tiny):
     config = override(
         Config(), {"regressor.model": "factor", "regressor.embed_dim": 8}
     ).regressor
-    initial = train.create_regressor_state(
+    initial = training.create_regressor_state(
         config, split.dataset, 3.5, jax.random.key(0), mesh
     )
     rows, step_key = epoch.order(jax.random.key(3))
@@ -74,8 +74,8 @@ def test_an_epoch_run_in_pieces_equals_the_whole_epoch(tiny):
     }
     assert int(whole.step) == epoch.num_steps
     # Same batches and keys as the one-scan epoch of make_epoch.
-    scanned = train.make_epoch(
-        functools.partial(train.regressor_step, l2=0.01),
+    scanned = training.make_epoch(
+        functools.partial(training.regressor_step, l2=0.01),
         mesh,
         len(split.train),
         64,
@@ -92,14 +92,14 @@ def test_an_epoch_run_in_pieces_equals_the_whole_epoch(tiny):
 
 def test_first_non_finite_step_is_reported_per_metric(tiny):
     split, mesh, tables = tiny
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
 
     def step_fn(state, batch, key):
         del batch, key
         state = state + 1.0
         return state, {"fine": state, "bad": jnp.log(5.0 - state)}
 
-    epoch = train.make_resumable_epoch(step_fn, mesh, len(split.train), 64)
+    epoch = training.make_resumable_epoch(step_fn, mesh, len(split.train), 64)
     state = jax.device_put(jnp.float32(0.0), replicated(mesh))
     sums = epoch.zero_sums(state, tables, ratings)
     rows, step_key = epoch.order(jax.random.key(0))

@@ -5,7 +5,15 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from ratinggan import baselines, evaluate, metrics, plots, predict, run, train
+from ratinggan import (
+    baselines,
+    evaluate,
+    metrics,
+    plots,
+    predict,
+    run,
+    training,
+)
 from ratinggan import config as config_lib
 from ratinggan.data import Ratings, holdout, make_synthetic, read_ml100k
 from ratinggan.sharding import make_mesh
@@ -91,7 +99,7 @@ def test_softmax_classifier_beats_global_histogram():
     dataset = split.dataset
     train_part, validation = holdout(split.train, 0.1, 0)
     mesh = make_mesh()
-    tables = train.device_tables(dataset, mesh)
+    tables = training.device_tables(dataset, mesh)
     settings = config_lib.override(
         TINY, {"regressor.learning_rate": 1e-2, "regressor.epochs": 8}
     ).regressor
@@ -123,7 +131,7 @@ def test_tstr_on_real_ratings_equals_training_on_real(tiny_split):
     config, split = TINY, tiny_split
     dataset = split.dataset
     mesh = make_mesh()
-    tables = train.device_tables(dataset, mesh)
+    tables = training.device_tables(dataset, mesh)
     real_by_pair = {
         (u, i): dataset.level_index(np.array([r]))[0]
         for u, i, r in zip(

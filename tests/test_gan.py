@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from ratinggan import config as config_lib
-from ratinggan import models, train
+from ratinggan import models, training
 from ratinggan.data import make_synthetic
 from ratinggan.sharding import make_mesh
 
@@ -27,14 +27,16 @@ TINY = config_lib.override(
 def tiny():
     split = make_synthetic(num_users=40, num_items=60, num_ratings=1200, seed=1)
     mesh = make_mesh()
-    tables = train.device_tables(split.dataset, mesh)
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
-    batches = train.gather_batch(tables, ratings, jnp.arange(64).reshape(2, 32))
+    tables = training.device_tables(split.dataset, mesh)
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
+    batches = training.gather_batch(
+        tables, ratings, jnp.arange(64).reshape(2, 32)
+    )
     return split, mesh, batches
 
 
 def _state(split, mesh, config):
-    return train.create_gan_state(
+    return training.create_gan_state(
         config, split.dataset, jax.random.key(0), mesh
     )
 
@@ -93,7 +95,7 @@ def test_generator_loss_during_pretraining_is_mle_plus_l2(tiny):
     batch = jax.tree.map(lambda x: x[0], batches)
     key = jax.random.key(3)
 
-    _, metrics = train.generator_step(state, batch, key, config=config)
+    _, metrics = training.generator_step(state, batch, key, config=config)
     np.testing.assert_allclose(
         metrics["generator_loss"],
         _hand_mle_loss(state, batch, key, config),
@@ -102,7 +104,7 @@ def test_generator_loss_during_pretraining_is_mle_plus_l2(tiny):
 
     # After pretraining the critic's term joins with its weight.
     trained = state.replace(generator=state.generator.replace(step=1))
-    _, metrics = train.generator_step(trained, batch, key, config=config)
+    _, metrics = training.generator_step(trained, batch, key, config=config)
     np.testing.assert_allclose(
         metrics["generator_loss"],
         _hand_mle_loss(state, batch, key, config)
@@ -124,10 +126,10 @@ def test_gan_off_generator_ignores_the_critic(tiny):
     )
     batch = jax.tree.map(lambda x: x[0], batches)
 
-    first, _ = train.generator_step(
+    first, _ = training.generator_step(
         state, batch, jax.random.key(4), config=config
     )
-    second, _ = train.generator_step(
+    second, _ = training.generator_step(
         state.replace(critic=other_critic),
         batch,
         jax.random.key(4),
@@ -152,7 +154,7 @@ def test_gan_step_keeps_a_moving_average_of_the_generator(tiny):
         state.generator.params,
     )
 
-    new_state, _ = train.gan_step(
+    new_state, _ = training.gan_step(
         state, batches, jax.random.key(5), config=config
     )
     expected = jax.tree.map(
@@ -165,7 +167,7 @@ def test_gan_step_keeps_a_moving_average_of_the_generator(tiny):
         new_state.generator_average,
         expected,
     )
-    sampled = train.with_average_generator(new_state)
+    sampled = training.with_average_generator(new_state)
     assert sampled.generator.params is new_state.generator_average
 
 
@@ -176,14 +178,14 @@ def test_mle_generator_learns_the_training_histogram(tiny):
         {"gan.adversarial_weight": 0.0, "gan.generator_learning_rate": 0.05},
     ).gan
     state = _state(split, mesh, config)
-    step = jax.jit(lambda s, k: train.gan_step(s, batches, k, config=config))
+    step = jax.jit(lambda s, k: training.gan_step(s, batches, k, config=config))
     for i in range(60):
         state, metrics = step(state, jax.random.key(i))
 
     # With only 64 rows the MLE optimum is close to each pair's own
     # rating; the mean predicted histogram then matches the rows' histogram.
     flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batches)
-    logits, _ = train.generator_logits(
+    logits, _ = training.generator_logits(
         state.generator, state.generator.params, flat, jax.random.key(9), config
     )
     levels = np.asarray(flat["levels"])

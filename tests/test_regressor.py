@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ratinggan import config as config_lib
-from ratinggan import predict, train
+from ratinggan import predict, training
 from ratinggan.data import Ratings, make_synthetic
 from ratinggan.sharding import make_mesh
 
@@ -28,20 +28,20 @@ AUTOREC = config_lib.override(
 def tiny():
     split = make_synthetic(num_users=30, num_items=40, num_ratings=600, seed=2)
     mesh = make_mesh()
-    return split, mesh, train.device_tables(split.dataset, mesh)
+    return split, mesh, training.device_tables(split.dataset, mesh)
 
 
 def _state(tiny, config=AUTOREC, seed=0):
     split, mesh, _ = tiny
-    return train.create_regressor_state(
+    return training.create_regressor_state(
         config, split.dataset, 3.0, jax.random.key(seed), mesh, split.train
     )
 
 
 def _batch(tiny, rows):
     split, mesh, tables = tiny
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
-    return train.gather_batch(tables, ratings, jnp.asarray(rows))
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
+    return training.gather_batch(tables, ratings, jnp.asarray(rows))
 
 
 def test_rating_matrix_places_each_rating(tiny):
@@ -51,7 +51,7 @@ def test_rating_matrix_places_each_rating(tiny):
         items=np.array([1, 1, 3], np.int32),
         ratings=np.array([4.0, 2.0, 5.0], np.float32),
     )
-    matrix = train.rating_matrix(ratings, split.dataset)
+    matrix = training.rating_matrix(ratings, split.dataset)
 
     expected = np.zeros((split.dataset.num_items, split.dataset.num_users))
     expected[1, 0], expected[1, 2], expected[3, 2] = 4.0, 2.0, 5.0
@@ -61,7 +61,7 @@ def test_rating_matrix_places_each_rating(tiny):
 def test_autorec_needs_the_training_ratings(tiny):
     split, mesh, _ = tiny
     with pytest.raises(ValueError, match="training ratings"):
-        train.create_regressor_state(
+        training.create_regressor_state(
             AUTOREC, split.dataset, 3.0, jax.random.key(0), mesh
         )
 
@@ -117,7 +117,9 @@ def test_ensemble_trains_members_apart_and_predicts_their_mean(tiny):
     np.testing.assert_allclose(penalty, member_penalty.mean(0), rtol=1e-6)
 
     # The loss is each member's own squared error, averaged, plus L2.
-    _, metrics = train.regressor_step(state, batch, jax.random.key(0), l2=0.1)
+    _, metrics = training.regressor_step(
+        state, batch, jax.random.key(0), l2=0.1
+    )
     errors = np.asarray(members) - np.asarray(batch["ratings"])[None]
     expected_mse = float(np.mean(errors**2))
     expected_loss = expected_mse + 0.1 * float(np.mean(member_penalty))
@@ -138,7 +140,7 @@ def test_training_lowers_the_loss_and_keeps_the_history(tiny):
     state = _state(tiny, config)
     history = np.asarray(state.params["history"])
     batch = _batch(tiny, np.arange(64))
-    step = jax.jit(functools.partial(train.regressor_step, l2=0.01))
+    step = jax.jit(functools.partial(training.regressor_step, l2=0.01))
 
     losses = []
     for index in range(40):

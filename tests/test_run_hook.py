@@ -7,7 +7,7 @@ import jax
 import pytest
 
 from ratinggan import config as config_lib
-from ratinggan import run, train
+from ratinggan import run, training
 from ratinggan.data import holdout, make_synthetic
 from ratinggan.sharding import make_mesh
 
@@ -33,7 +33,7 @@ TINY = config_lib.override(
 def tiny():
     split = make_synthetic(num_users=40, num_items=50, num_ratings=800, seed=3)
     mesh = make_mesh()
-    tables = train.device_tables(split.dataset, mesh)
+    tables = training.device_tables(split.dataset, mesh)
     return split, mesh, tables
 
 

@@ -20,7 +20,7 @@ import optax
 import pytest
 
 from ratinggan import config as config_lib
-from ratinggan import run, sharding, train
+from ratinggan import run, sharding, training
 from ratinggan.data import make_synthetic
 
 DEVICES = 8
@@ -82,24 +82,24 @@ def _with_sgd(state, learning_rate: float = 0.05):
 def _train_epochs(split, mesh, kind: str, epochs: int = 2):
     """Trains ``epochs`` epochs on ``mesh``; returns (state, metrics, epoch
     function, compiled program text)."""
-    tables = train.device_tables(split.dataset, mesh)
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
+    tables = training.device_tables(split.dataset, mesh)
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
     if kind == "regressor":
-        state = train.create_regressor_state(
+        state = training.create_regressor_state(
             TINY.regressor, split.dataset, 3.5, jax.random.key(0), mesh
         )
-        step = functools.partial(train.regressor_step, l2=0.01)
-        epoch_fn = train.make_epoch(step, mesh, EPOCH_ROWS, REGRESSOR_BATCH)
+        step = functools.partial(training.regressor_step, l2=0.01)
+        epoch_fn = training.make_epoch(step, mesh, EPOCH_ROWS, REGRESSOR_BATCH)
     else:
-        state = train.create_gan_state(
+        state = training.create_gan_state(
             TINY.gan, split.dataset, jax.random.key(0), mesh
         )
         state = state.replace(
             generator=_with_sgd(state.generator),
             critic=_with_sgd(state.critic),
         )
-        step = functools.partial(train.gan_step, config=TINY.gan)
-        epoch_fn = train.make_epoch(
+        step = functools.partial(training.gan_step, config=TINY.gan)
+        epoch_fn = training.make_epoch(
             step, mesh, EPOCH_ROWS, GAN_BATCH, group=TINY.gan.critic_steps
         )
     hlo = (
@@ -148,7 +148,7 @@ def _measure() -> dict:
             r"= (f32\[[\d,]*\])\S* all-gather", hlo
         )
 
-    ratings = train.device_ratings(split.train, split.dataset, all_devices)
+    ratings = training.device_ratings(split.train, split.dataset, all_devices)
     found["table_rows"] = len(split.train)
     found["shard_rows"] = sorted(
         {shard.data.shape[0] for shard in ratings["users"].addressable_shards}

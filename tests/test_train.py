@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ratinggan import config as config_lib
-from ratinggan import models, predict, run, train
+from ratinggan import models, predict, run, training
 from ratinggan.data import holdout, make_synthetic
 from ratinggan.sharding import make_mesh
 
@@ -29,12 +29,12 @@ TINY = config_lib.override(
 def tiny():
     split = make_synthetic(num_users=40, num_items=60, num_ratings=1200, seed=1)
     mesh = make_mesh()
-    return split, mesh, train.device_tables(split.dataset, mesh)
+    return split, mesh, training.device_tables(split.dataset, mesh)
 
 
 def _first_batch(split, tables, mesh, size):
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
-    return train.gather_batch(tables, ratings, jnp.arange(size))
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
+    return training.gather_batch(tables, ratings, jnp.arange(size))
 
 
 def test_sample_ratings_is_one_hot_with_softmax_frequencies():
@@ -48,11 +48,11 @@ def test_sample_ratings_is_one_hot_with_softmax_frequencies():
 
 def test_regressor_step_jit_matches_eager_and_lowers_loss(tiny):
     split, mesh, tables = tiny
-    state = train.create_regressor_state(
+    state = training.create_regressor_state(
         TINY.regressor, split.dataset, 3.5, jax.random.key(0), mesh
     )
     batch = _first_batch(split, tables, mesh, 64)
-    step = functools.partial(train.regressor_step, l2=0.01)
+    step = functools.partial(training.regressor_step, l2=0.01)
 
     eager_state, eager_metrics = step(state, batch, jax.random.key(1))
     jit_state, jit_metrics = jax.jit(step)(state, batch, jax.random.key(1))
@@ -73,7 +73,7 @@ def test_regressor_step_jit_matches_eager_and_lowers_loss(tiny):
 def test_linear_regressor_starts_at_the_mean(tiny):
     split, mesh, tables = tiny
     config = config_lib.override(TINY, {"regressor.model": "linear"}).regressor
-    state = train.create_regressor_state(
+    state = training.create_regressor_state(
         config, split.dataset, 3.25, jax.random.key(0), mesh
     )
     predictions = predict.predict_ratings(
@@ -84,9 +84,9 @@ def test_linear_regressor_starts_at_the_mean(tiny):
 
 def test_epoch_compiles_once_and_is_reproducible(tiny):
     split, mesh, tables = tiny
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
-    epoch_fn = train.make_epoch(
-        functools.partial(train.regressor_step, l2=0.01),
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
+    epoch_fn = training.make_epoch(
+        functools.partial(training.regressor_step, l2=0.01),
         mesh,
         len(split.train),
         64,
@@ -94,7 +94,7 @@ def test_epoch_compiles_once_and_is_reproducible(tiny):
 
     # One state object: a new optimizer object would be new static pytree
     # metadata, and so a legitimate recompile.
-    initial = train.create_regressor_state(
+    initial = training.create_regressor_state(
         TINY.regressor, split.dataset, 3.5, jax.random.key(0), mesh
     )
 
@@ -117,14 +117,16 @@ def test_epoch_compiles_once_and_is_reproducible(tiny):
 
 def test_gan_step_updates_both_networks_with_finite_metrics(tiny):
     split, mesh, tables = tiny
-    state = train.create_gan_state(
+    state = training.create_gan_state(
         TINY.gan, split.dataset, jax.random.key(0), mesh
     )
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
-    batches = train.gather_batch(tables, ratings, jnp.arange(64).reshape(2, 32))
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
+    batches = training.gather_batch(
+        tables, ratings, jnp.arange(64).reshape(2, 32)
+    )
 
     new_state, metrics = jax.jit(
-        functools.partial(train.gan_step, config=TINY.gan)
+        functools.partial(training.gan_step, config=TINY.gan)
     )(state, batches, jax.random.key(1))
 
     assert int(new_state.critic.step) == 2
@@ -147,12 +149,14 @@ def test_gan_step_updates_both_networks_with_finite_metrics(tiny):
 def test_bce_loss_option_trains(tiny):
     split, mesh, tables = tiny
     config = config_lib.override(TINY, {"gan.loss": "bce"}).gan
-    state = train.create_gan_state(
+    state = training.create_gan_state(
         config, split.dataset, jax.random.key(0), mesh
     )
-    ratings = train.device_ratings(split.train, split.dataset, mesh)
-    batches = train.gather_batch(tables, ratings, jnp.arange(64).reshape(2, 32))
-    _, metrics = train.gan_step(
+    ratings = training.device_ratings(split.train, split.dataset, mesh)
+    batches = training.gather_batch(
+        tables, ratings, jnp.arange(64).reshape(2, 32)
+    )
+    _, metrics = training.gan_step(
         state, batches, jax.random.key(1), config=config
     )
     assert "gradient_penalty" not in metrics
@@ -163,7 +167,7 @@ def test_generator_distribution_sums_to_one(tiny):
     split, mesh, tables = tiny
     # The plain MLP generator; the factor head starts from its features.
     config = config_lib.override(TINY, {"gan.generator_head": "mlp"}).gan
-    state = train.create_gan_state(
+    state = training.create_gan_state(
         config, split.dataset, jax.random.key(0), mesh
     )
     probs = predict.generator_distribution(
@@ -183,7 +187,7 @@ def test_generator_distribution_sums_to_one(tiny):
 
 def test_non_finite_metrics_stop_with_the_name():
     with pytest.raises(FloatingPointError, match="gan epoch 3: non-finite"):
-        train.check_finite({"critic_loss": float("nan"), "x": 1.0}, "gan", 3)
+        training.check_finite({"critic_loss": float("nan"), "x": 1.0}, "gan", 3)
 
 
 def test_short_u1_run_beats_the_global_mean(ml100k_dir):
@@ -201,7 +205,7 @@ def test_short_u1_run_beats_the_global_mean(ml100k_dir):
     )
     train_part, validation = holdout(split.train, 0.05, 0)
     mesh = make_mesh()
-    tables = train.device_tables(split.dataset, mesh)
+    tables = training.device_tables(split.dataset, mesh)
     state, selection = run.fit_regressor(
         config,
         split.dataset,
