@@ -65,13 +65,16 @@ def _fake_results():
         "wall_seconds": 100.0,
         "time": {
             "u1": {
-                "svd_validation_rmse": 0.94,
-                "svd_fit_s": 0.7,
-                "epoch": 2,
-                "seconds_cold": 40.0,
-                "seconds_warm": 15.0,
-                "compile_s": 25.0,
-                "best_validation_rmse": 0.91,
+                "autorec": {
+                    "svd_validation_rmse": 0.94,
+                    "svd_fit_s": 0.7,
+                    "epoch": 2,
+                    "seconds_cold": 40.0,
+                    "seconds_warm": 15.0,
+                    "seconds_training": 12.5,
+                    "compile_s": 25.0,
+                    "best_validation_rmse": 0.91,
+                }
             }
         },
         "accuracy": {
@@ -109,7 +112,10 @@ def test_markdown_holds_the_machine_and_each_table(peers):
         "| 40.0 | 25.0 |"
     ) in lines
     assert "| SVD | 0.9400 | 0.9400 | 0.9400 | 0.7400 | 0.7 | - |" in lines
-    assert "| u1 | 0.9400 | 0.70 | 2 | 40.0 | 15.0 | 25.0 | 0.9100 |" in lines
+    assert (
+        "| u1 | autorec | 0.9400 | 0.70 | 2 | 40.00 | 15.00 | 12.50 | 25.0 "
+        "| 0.9100 |"
+    ) in lines
     assert "| epochs | 10 | 30 |" in lines
     assert "| rows per s | 20000 | 6400 |" in lines
     assert "| W1 movie | - | - |" in lines
