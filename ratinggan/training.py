@@ -279,8 +279,13 @@ def gan_step(
     # pass over the data per epoch, as the critic does. Rows go batch-major
     # ([B, group] then flat): with B split across devices, each device's
     # rows stay contiguous and nothing is gathered.
+    # The flat size is spelt out: -1 cannot be inferred for a zero-width
+    # leaf (the user features of a release without demographics).
     all_rows = jax.tree.map(
-        lambda x: jnp.swapaxes(x, 0, 1).reshape((-1,) + x.shape[2:]), batches
+        lambda x: jnp.swapaxes(x, 0, 1).reshape(
+            (x.shape[0] * x.shape[1],) + x.shape[2:]
+        ),
+        batches,
     )
     state, generator_metrics = generator_step(
         state, all_rows, generator_key, config=config

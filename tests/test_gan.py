@@ -1,5 +1,7 @@
 """The generator's factor head, MLE term, pretraining switch and average."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -169,6 +171,30 @@ def test_gan_step_keeps_a_moving_average_of_the_generator(tiny):
     )
     sampled = training.with_average_generator(new_state)
     assert sampled.generator.params is new_state.generator_average
+
+
+def test_gan_step_without_user_features(tiny):
+    """Releases after ML-1M have no demographics: user features [B, 0]."""
+    split, mesh, _ = tiny
+    num_users = split.dataset.user_features.shape[0]
+    dataset = dataclasses.replace(
+        split.dataset,
+        user_features=np.zeros((num_users, 0), np.float32),
+        user_feature_names=(),
+    )
+    tables = training.device_tables(dataset, mesh)
+    ratings = training.device_ratings(split.train, dataset, mesh)
+    batches = training.gather_batch(
+        tables, ratings, jnp.arange(64).reshape(2, 32)
+    )
+    state = training.create_gan_state(TINY, dataset, jax.random.key(0), mesh)
+
+    _, metrics = training.gan_step(
+        state, batches, jax.random.key(1), config=TINY
+    )
+
+    assert batches["user_features"].shape == (2, 32, 0)
+    assert all(np.isfinite(float(value)) for value in metrics.values())
 
 
 def test_mle_generator_learns_the_training_histogram(tiny):
