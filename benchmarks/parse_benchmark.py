@@ -6,8 +6,17 @@ fresh process so that peak memory is its own: parses the release, writes the
 parsed-array cache, and reloads from the cache. Prints one JSON object and a
 table. Targets (2 cores): ml-1m parse < 2 s, ml-25m parse < 40 s, cached
 reload < 1 s, peak memory added by the parse < 3x the parsed arrays.
-The reload memory-maps the cache; "touch" is the time of a first full pass
-over the reloaded arrays, which pages them in.
+
+Peak memory is the peak resident set (VmHWM, restarted just before the
+parse) less the resident set then, after the imports; the parsed arrays are
+every NumPy array the parser returns. It is measured twice, in separate
+processes. "Cold" is the first parse in the process: it also pays one-time
+costs that do not grow with the data, such as library code paged in on
+first use and the allocators' first arenas (about 20 MB here). "Warm" first
+parses a copy of the release cut to its first rating lines, which pays
+those, and then measures; the ratio target is judged on it. The reload
+memory-maps the cache; "touch" is the time of a first full pass over the
+reloaded arrays, which pages them in.
 
     python benchmarks/parse_benchmark.py            # both shapes
     python benchmarks/parse_benchmark.py --rows 2000000 --only ml-25m
@@ -128,43 +137,74 @@ def _reset_peak() -> None:
         file.write("5")
 
 
-def child(kind: str, release: str, folder: str, cache: str) -> dict:
+WARM_UP_LINES = 1000
+
+
+def write_warm_up_copy(folder: Path, release: str, root: Path) -> Path:
+    """A copy of ``folder`` whose rating file keeps its first lines only."""
+    from ratinggan.data.releases import release_info
+
+    copy = root / f"{release}-warm-up"
+    copy.mkdir()
+    ratings_file = release_info(release).ratings_file
+    for path in folder.iterdir():
+        if path.name != ratings_file:
+            (copy / path.name).write_bytes(path.read_bytes())
+            continue
+        with open(path, "rb") as source, open(copy / path.name, "wb") as out:
+            for _ in range(WARM_UP_LINES + 1):
+                out.write(source.readline())
+    return copy
+
+
+def _returned_mb(dataset, ratings) -> float:
+    """MiB of every NumPy array in the parser's result."""
+    arrays = [
+        ratings.users,
+        ratings.items,
+        ratings.ratings,
+        ratings.timestamps,
+        dataset.levels,
+        dataset.user_ids,
+        dataset.item_ids,
+        dataset.user_features,
+        dataset.item_features,
+        dataset.genres,
+    ]
+    arrays += [codes for _, codes in dataset.user_groups.values()]
+    return sum(a.nbytes for a in arrays if a is not None) / 2**20
+
+
+def child(
+    kind: str, release: str, folder: str, cache: str, warm_up: str = ""
+) -> dict:
     """One measurement in this (fresh) process."""
     from ratinggan.data import load_release
     from ratinggan.data.cache import fingerprint, parsed_path, save_parsed
     from ratinggan.data.movielens import read_movielens
     from ratinggan.data.releases import release_info
 
+    if warm_up:
+        read_movielens(release, warm_up)
     _reset_peak()
     baseline = _status_mb("VmRSS")
     started = time.perf_counter()
-    if kind == "parse":
+    if kind in ("parse", "warm"):
         dataset, ratings = read_movielens(release, folder)
     else:
         dataset, ratings = load_release(release, folder, cache)
     seconds = time.perf_counter() - started
     peak = _status_mb("VmHWM")
-    array_mb = (
-        sum(
-            a.nbytes
-            for a in (
-                ratings.users,
-                ratings.items,
-                ratings.ratings,
-                ratings.timestamps,
-            )
-        )
-        + dataset.item_features.nbytes
-        + dataset.user_features.nbytes
-    ) / 2**20
     result = {
         "seconds": seconds,
         "rows": len(ratings),
         "baseline_mb": baseline,
         "peak_mb": peak,
         "added_mb": peak - baseline,
-        "array_mb": array_mb,
+        "array_mb": _returned_mb(dataset, ratings),
     }
+    if kind == "warm":
+        return result
     if kind == "reload":
         # The reload maps the cache file; reading every page once shows
         # what the first full pass over the arrays then costs.
@@ -187,11 +227,10 @@ def child(kind: str, release: str, folder: str, cache: str) -> dict:
     return result
 
 
-def _run_child(kind, release, folder, cache) -> dict:
+def _run_child(kind, release, folder, cache, warm_up="") -> dict:
     command = [sys.executable, __file__, "--child", kind, release]
-    done = subprocess.run(
-        command + [str(folder), str(cache)], capture_output=True, text=True
-    )
+    command += [str(folder), str(cache), str(warm_up)]
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} {release} failed:\n{done.stderr}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -201,7 +240,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=int, default=25_000_095)
     parser.add_argument("--only", choices=("ml-1m", "ml-25m"))
-    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(child(*args.child)))
@@ -226,6 +265,10 @@ def main() -> None:
                 "file_mb": size,
             }
             entry["parse"] = _run_child("parse", release, folder, cache)
+            warm_up = write_warm_up_copy(folder, release, root)
+            entry["parse_warm"] = _run_child(
+                "warm", release, folder, cache, warm_up
+            )
             entry["reload"] = _run_child("reload", release, folder, cache)
             results[release] = entry
 
@@ -233,21 +276,27 @@ def main() -> None:
     targets = {"ml-1m": 2.0, "ml-25m": 40.0}
     print(
         f"\n{'shape':8} {'rows':>11} {'file MB':>8} {'parse s':>8} "
-        f"{'reload s':>9} {'touch s':>8} {'arrays MB':>10} {'peak+ MB':>9} "
-        f"{'ratio':>6}"
+        f"{'reload s':>9} {'touch s':>8} {'arrays MB':>10} "
+        f"{'peak+ MB cold/warm':>19} {'ratio cold/warm':>16}"
     )
     for release, entry in results.items():
-        parse, reload = entry["parse"], entry["reload"]
-        ratio = parse["added_mb"] / parse["array_mb"]
-        sizes = f"{parse['array_mb']:>10.0f} {parse['added_mb']:>9.0f}"
+        parse, warm = entry["parse"], entry["parse_warm"]
+        reload = entry["reload"]
+        cold_ratio = parse["added_mb"] / parse["array_mb"]
+        warm_ratio = warm["added_mb"] / warm["array_mb"]
+        peaks = f"{parse['added_mb']:.0f} / {warm['added_mb']:.0f}"
+        ratios = f"{cold_ratio:.2f} / {warm_ratio:.2f}"
         print(
             f"{release:8} {parse['rows']:>11,} {entry['file_mb']:>8.0f} "
             f"{parse['seconds']:>8.2f} {reload['seconds']:>9.2f} "
-            f"{reload['touch_seconds']:>8.2f} "
-            f"{sizes} {ratio:>6.2f}"
-            f"   (targets: parse < {targets[release]:.0f} s, reload < 1 s, "
-            "ratio < 3)"
+            f"{reload['touch_seconds']:>8.2f} {parse['array_mb']:>10.0f} "
+            f"{peaks:>19} {ratios:>16}"
         )
+    print(
+        "targets: parse < "
+        + ", ".join(f"{targets[r]:.0f} s ({r})" for r in results)
+        + "; reload < 1 s; warm ratio < 3"
+    )
 
 
 if __name__ == "__main__":

@@ -523,7 +523,11 @@ def _data(args: argparse.Namespace) -> int:
             else:
                 _print_releases(rows)
         elif args.data_command == "download":
-            print(data.download(args.release, args.cache_dir))
+            print(
+                data.download(
+                    args.release, args.cache_dir, progress=not args.quiet
+                )
+            )
         elif args.data_command == "verify":
             report = data.verify(args.release, args.cache_dir)
             if args.json:

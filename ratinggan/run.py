@@ -589,8 +589,9 @@ class RunData:
         )
 
 
-def load_data(config: Config) -> RunData:
-    """The split ``config`` names, with the validation part held out."""
+def load_data(config: Config, progress: bool = False) -> RunData:
+    """The split ``config`` names, with the validation part held out.
+    ``progress`` shows a bar if the release has to be downloaded."""
     split = load_split(
         config.dataset,
         config.data_dir,
@@ -603,6 +604,7 @@ def load_data(config: Config) -> RunData:
         user_table=config.user_table,
         item_table=config.item_table,
         test_file=config.test_file,
+        progress=progress,
     )
     train_part, validation = holdout(
         split.train, config.validation_fraction, config.seed
@@ -723,8 +725,9 @@ def train_and_evaluate(
     the old run into ``replaced-<time>/``. SIGTERM or SIGINT save a
     checkpoint and raise ``checkpoint.Interrupted``. ``tensorboard`` also
     writes each epoch's metrics as TensorBoard scalars under
-    ``workdir/tensorboard/`` (needs the ``tensorboard`` extra). Returns
-    the report.
+    ``workdir/tensorboard/`` (needs the ``tensorboard`` extra).
+    ``progress`` shows progress bars: the epochs, and the download when a
+    release must be fetched. Returns the report.
     """
     started = time.perf_counter()
     _check_checkpoint_config(config)
@@ -753,7 +756,7 @@ def train_and_evaluate(
         if moved is not None:
             logger.info("--restart: moved the previous run to %s", moved)
 
-    data = load_data(config)
+    data = load_data(config, progress)
     dataset, split = data.dataset, data.split
     logger.info(
         "%s %s: %d training, %d validation, %d test ratings on %d devices "

@@ -11,7 +11,15 @@ import zipfile
 import pytest
 from test_data_layouts import write_csv_release
 
-from ratinggan.data import DataError, download, load_release, verify
+from ratinggan import cli
+from ratinggan.data import (
+    DataError,
+    download,
+    load_release,
+    load_split,
+    releases,
+    verify,
+)
 from ratinggan.data.download import archive_path, extract, fetch_archive
 from ratinggan.data.releases import RELEASES
 
@@ -108,6 +116,55 @@ def test_good_download_is_verified_unpacked_and_loaded(tmp_path, pinned_to):
     assert len(ratings) == 2 and dataset.num_items == 5
 
 
+def test_progress_bar_counts_the_bytes_of_the_verified_archive(
+    tmp_path, pinned_to, capsys
+):
+    data = _release_zip(tmp_path)
+    pinned_to(data)
+    with Server({"/x.zip": data}) as server:
+        path = fetch_archive(
+            "ml-latest-small", tmp_path, f"{server.url}/x.zip", progress=True
+        )
+    assert path.read_bytes() == data
+    bar = capsys.readouterr().err
+    assert len(data) < 1000  # so the bar prints the byte count unscaled
+    assert "x.zip: 100%" in bar and f"| {len(data)}/{len(data)} [" in bar
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_cli_download_shows_a_bar_unless_quiet(
+    tmp_path, pinned_to, capsys, monkeypatch, quiet
+):
+    data = _release_zip(tmp_path)
+    pinned_to(data)
+    cache = tmp_path / "cache"
+    with Server({"/ml-latest-small.zip": data}) as server:
+        monkeypatch.setattr(releases, "BASE_URL", f"{server.url}/")
+        argv = ["data", "download", "ml-latest-small", "--cache-dir"]
+        code = cli.main(argv + [str(cache)] + ["--quiet"] * quiet)
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.out.strip() == str(cache / "ml-latest-small")
+    assert archive_path("ml-latest-small", cache).read_bytes() == data
+    assert ("ml-latest-small.zip: 100%" in captured.err) != quiet
+
+
+def test_load_split_passes_progress_to_the_download(
+    tmp_path, pinned_to, capsys, monkeypatch
+):
+    data = _release_zip(tmp_path)
+    pinned_to(data)
+    with Server({"/ml-latest-small.zip": data}) as server:
+        monkeypatch.setattr(releases, "BASE_URL", f"{server.url}/")
+        load_split("ml-latest-small", cache_dir=str(tmp_path / "a"))
+        assert "100%" not in capsys.readouterr().err
+        split = load_split(
+            "ml-latest-small", cache_dir=str(tmp_path / "b"), progress=True
+        )
+    assert "ml-latest-small.zip: 100%" in capsys.readouterr().err
+    assert len(split.train) + len(split.test) == 2
+
+
 def test_checksum_mismatch_leaves_nothing(tmp_path, pinned_to):
     data = _release_zip(tmp_path)
     pinned_to(data)
@@ -119,13 +176,16 @@ def test_checksum_mismatch_leaves_nothing(tmp_path, pinned_to):
     assert list((cache / "archives").iterdir()) == []
 
 
-def test_connection_cut_halfway_leaves_nothing(tmp_path, pinned_to):
+@pytest.mark.parametrize("progress", [False, True])
+def test_connection_cut_halfway_leaves_nothing(tmp_path, pinned_to, progress):
     data = _release_zip(tmp_path)
     pinned_to(data)
     cache = tmp_path / "cache"
     with Server({"/x.zip": data}, cut={"/x.zip"}) as server:
         with pytest.raises(DataError, match="download cut off") as error:
-            fetch_archive("ml-latest-small", cache, f"{server.url}/x.zip")
+            fetch_archive(
+                "ml-latest-small", cache, f"{server.url}/x.zip", progress
+            )
     assert "With no network, fetch" in str(error.value)
     assert list((cache / "archives").iterdir()) == []
 

@@ -9,7 +9,14 @@ from test_data_layouts import write_csv_release, write_ml1m
 
 from ratinggan.data import DataError, load_split, read_custom
 from ratinggan.data.movielens import read_movielens
-from ratinggan.data.parsing import COLONS_LAYOUT, CSV_LAYOUT, read_ratings
+from ratinggan.data.parsing import (
+    BLOCK_SIZE,
+    COLONS_LAYOUT,
+    CSV_LAYOUT,
+    MIN_BLOCK_SIZE,
+    block_size,
+    read_ratings,
+)
 
 HEADER = "userId,movieId,rating,timestamp\n"
 
@@ -48,6 +55,34 @@ def test_bad_csv_lines(tmp_path, text, line, message):
         read_ratings(path, CSV_LAYOUT)
     assert error.value.line == line
     assert str(error.value).startswith(f"{path}, line {line}: ")
+
+
+def test_block_size_follows_the_file_within_bounds():
+    assert block_size(0) == MIN_BLOCK_SIZE
+    assert block_size(25 << 20) == MIN_BLOCK_SIZE
+    assert MIN_BLOCK_SIZE < block_size(100 << 20) < BLOCK_SIZE
+    assert block_size(1 << 30) == BLOCK_SIZE
+
+
+def test_file_of_many_blocks_is_read_whole_and_errors_name_the_line(
+    tmp_path,
+):
+    num_lines = 40_000  # about 8 blocks of the smallest size
+    lines = [
+        f"{1 + i // 100}::{1 + i % 100}::{1 + i % 5}::{i}\n"
+        for i in range(num_lines)
+    ]
+    path = _ratings_file(tmp_path, "".join(lines), "ratings.dat")
+    assert path.stat().st_size > 6 * block_size(path.stat().st_size)
+    raw = read_ratings(path, COLONS_LAYOUT)
+    assert len(raw) == num_lines
+    np.testing.assert_array_equal(raw.timestamps, np.arange(num_lines))
+
+    lines[-3] = "1::2::x::3\n"
+    path.write_text("".join(lines))
+    with pytest.raises(DataError, match="'rating' should be") as error:
+        read_ratings(path, COLONS_LAYOUT)
+    assert error.value.line == num_lines - 2
 
 
 def test_wrong_separator_in_dat_file(tmp_path):

@@ -64,11 +64,13 @@ def find_release_dir(
     data_dir: str | os.PathLike | None = None,
     cache_dir: str | os.PathLike | None = None,
     fetch: bool = True,
+    progress: bool = False,
 ) -> Path:
     """The folder holding ``release``'s files.
 
     ``data_dir`` may be that folder or its parent. Without ``data_dir`` the
-    cache is used, downloading the release into it when ``fetch`` allows.
+    cache is used, downloading the release into it when ``fetch`` allows
+    (``progress`` shows a download bar).
     """
     info = release_info(release)
     if data_dir is not None:
@@ -80,7 +82,7 @@ def find_release_dir(
     folder = release_dir(release, cache_dir)
     if (folder / info.ratings_file).is_file() or not fetch:
         return folder
-    return download(release, cache_dir)
+    return download(release, cache_dir, progress=progress)
 
 
 def load_release(
@@ -90,15 +92,17 @@ def load_release(
     strict: bool = False,
     use_cache: bool = True,
     fetch: bool = True,
+    progress: bool = False,
 ) -> tuple[Dataset, Ratings]:
     """A whole MovieLens release: ``(dataset, every rating)``.
 
     The parsed arrays are cached under ``cache_dir`` (default
     ``$RATINGGAN_CACHE_DIR`` or ``~/.cache/ratinggan``) and reused while the
-    source files keep their size and modification time.
+    source files keep their size and modification time. ``progress`` shows
+    a bar while the release downloads.
     """
     info = release_info(release)
-    folder = find_release_dir(release, data_dir, cache_dir, fetch)
+    folder = find_release_dir(release, data_dir, cache_dir, fetch, progress)
     if not use_cache:
         return read_movielens(release, folder, strict)
 
@@ -141,6 +145,7 @@ def load_split(
     item_table: str | None = None,
     test_file: str | None = None,
     strict: bool = False,
+    progress: bool = False,
 ) -> Split:
     """Loads a dataset and its train/test split.
 
@@ -150,7 +155,8 @@ def load_split(
     ``item_table`` and a ``test_file``). ``split``: ``auto`` follows the
     protocol (ML-100K's official ``fold``, else ``random``); ``fold``,
     ``random`` (seeded by ``split_seed``, ``test_fraction`` held out) or
-    ``temporal`` (the last ``test_fraction`` by time).
+    ``temporal`` (the last ``test_fraction`` by time). ``progress`` shows
+    a bar while a release downloads.
     """
     if split not in SPLITS:
         raise ValueError(
@@ -175,7 +181,9 @@ def load_split(
             f"{', '.join(RELEASES)}, or a .csv/.parquet rating file"
         )
     if dataset == "ml-100k" and split in ("auto", "fold"):
-        folder = find_release_dir(dataset, data_dir, cache_dir)
+        folder = find_release_dir(
+            dataset, data_dir, cache_dir, progress=progress
+        )
         return read_ml100k(folder, fold, strict)
     if split == "fold":
         raise ValueError(
@@ -183,7 +191,9 @@ def load_split(
             "temporal"
         )
 
-    data, ratings = load_release(dataset, data_dir, cache_dir, strict)
+    data, ratings = load_release(
+        dataset, data_dir, cache_dir, strict, progress=progress
+    )
     kind = "random" if split == "auto" else split
     train, test = split_ratings(ratings, kind, test_fraction, split_seed)
     return Split(data, train, test, _split_name(kind, test_fraction))

@@ -25,6 +25,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
+from tqdm.auto import tqdm
+
 from ratinggan.data.cache import resolve_cache_dir
 from ratinggan.data.dataset import DataError
 from ratinggan.data.releases import Release, release_info
@@ -82,11 +84,17 @@ def _offline_advice(info: Release, cache_dir) -> str:
     )
 
 
-def fetch_url(url: str, destination: Path, expected_size: int | None = None):
+def fetch_url(
+    url: str,
+    destination: Path,
+    expected_size: int | None = None,
+    progress: bool = False,
+):
     """Streams ``url`` into ``destination`` through a temporary file.
 
     Raises ``DataError`` when the connection fails or ends before the
     announced (or expected) number of bytes; nothing is left behind then.
+    ``progress`` shows a progress bar of the bytes received (on stderr).
     """
     destination.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
@@ -98,9 +106,18 @@ def fetch_url(url: str, destination: Path, expected_size: int | None = None):
             with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response:
                 announced = response.headers.get("Content-Length")
                 announced = int(announced) if announced else expected_size
-                while block := response.read(CHUNK):
-                    file.write(block)
-                    received += len(block)
+                with tqdm(
+                    total=announced,
+                    desc=url.rsplit("/", 1)[-1],
+                    unit="B",
+                    unit_scale=True,
+                    unit_divisor=1024,
+                    disable=not progress,
+                ) as bar:
+                    while block := response.read(CHUNK):
+                        file.write(block)
+                        received += len(block)
+                        bar.update(len(block))
             file.flush()
             os.fsync(file.fileno())
         if announced is not None and received != announced:
@@ -135,10 +152,15 @@ def _published_md5(url: str) -> str:
     return found.group(1).lower()
 
 
-def fetch_archive(release: str, cache_dir=None, url: str | None = None) -> Path:
+def fetch_archive(
+    release: str,
+    cache_dir=None,
+    url: str | None = None,
+    progress: bool = False,
+) -> Path:
     """The verified archive of ``release`` in the cache, downloaded if
-    absent. A cached archive that fails its checksum raises ``DataError``
-    (delete it to fetch again)."""
+    absent (``progress`` shows a bar meanwhile). A cached archive that
+    fails its checksum raises ``DataError`` (delete it to fetch again)."""
     info = release_info(release)
     path = archive_path(release, cache_dir)
     if path.is_file():
@@ -171,7 +193,7 @@ def fetch_archive(release: str, cache_dir=None, url: str | None = None) -> Path:
     logger.info("downloading %s to %s", url, path)
     staging = path.with_name(path.name + ".unverified")
     try:
-        fetch_url(url, staging, info.size)
+        fetch_url(url, staging, info.size, progress)
     except DataError as error:
         raise DataError(
             error.path, f"{error.reason}. " + _offline_advice(info, cache_dir)
@@ -245,14 +267,20 @@ def extract(archive: Path, target: Path, folder: str | None = None) -> Path:
     return target
 
 
-def download(release: str, cache_dir=None, url: str | None = None) -> Path:
+def download(
+    release: str,
+    cache_dir=None,
+    url: str | None = None,
+    progress: bool = False,
+) -> Path:
     """The unpacked folder of ``release`` in the cache, fetching and
-    unpacking it when missing. Returns the folder."""
+    unpacking it when missing (``progress`` shows a download bar).
+    Returns the folder."""
     info = release_info(release)
     target = release_dir(release, cache_dir)
     if all((target / name).is_file() for name in info.required_files):
         return target
-    archive = fetch_archive(release, cache_dir, url)
+    archive = fetch_archive(release, cache_dir, url, progress)
     extract(archive, target, info.folder)
     missing = [n for n in info.required_files if not (target / n).is_file()]
     if missing:

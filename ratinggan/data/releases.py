@@ -4,10 +4,22 @@ Checksums are pinned here, taken from public sources (GroupLens publishes an
 ``.md5`` file next to each archive; TensorFlow Datasets pins SHA-256 sums
 and sizes). Each archive is checked against every sum known for it.
 
+Sources beyond those two, for exactly the archive URLs used here:
+
+- ml-10m SHA-256: the OmniRec loaders (ISG-Siegen/OmniRec,
+  ``src/omnirec/data_loaders/movielens_small.py``), which pin it for
+  ``files.grouplens.org/datasets/movielens/ml-10m.zip`` (their ml-1m, ml-20m,
+  ml-25m and ml-latest-small sums agree with TensorFlow Datasets'). Its
+  size, 65,566,137 bytes, is stated with the same URL, SHA-256 and the
+  GroupLens MD5 in public dataset-acquisition notes found through a code
+  index that did not name their repositories.
+- ml-32m SHA-256: stated for ``.../movielens/ml-32m.zip`` in public code (a
+  Rust MovieLens downloader that checks it) and in a dataset manifest that
+  also gives the size pinned here, 238,950,008 bytes; found through the same
+  index, without repository names.
+
 Known gaps, stated where they live:
 
-- ml-10m: no published size or SHA-256 was found; only the MD5 is pinned.
-- ml-32m: no SHA-256 was found; the MD5 and size are pinned.
 - ml-latest-small: no MD5 was found; the SHA-256 and size are pinned (they
   are those of the September 2018 snapshot, which GroupLens still serves).
 - ml-latest: GroupLens regenerates it from time to time, so no checksum can
@@ -124,6 +136,9 @@ RELEASES = {
             num_users=69_878,
             num_items=10_681,
             md5="ce571fd55effeba0271552578f2648bd",
+            sha256="813c411ccb6122564edfe752e7f80c4d"
+            "cc5aa25fa94c93622f6877a7ba252862",
+            size=65_566_137,
         ),
         _csv_release(
             "ml-20m",
@@ -151,6 +166,8 @@ RELEASES = {
             num_users=200_948,
             num_items=87_585,
             md5="d472be332d4daa821edc399621853b57",
+            sha256="e4a68655d7386b8f95f2f2424b2ff975"
+            "dfdd15ffd59e0d864a14dca43e99d6ee",
             size=238_950_008,
         ),
         _csv_release(
