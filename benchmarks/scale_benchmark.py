@@ -53,8 +53,14 @@ def measure(config: Config, split, devices, epochs: int) -> dict:
 
     settings = config.regressor
     check_batch_size(settings.batch_size, mesh, "regressor batch")
+    # The training ratings: autorec (the default model) reads them.
     state = training.create_regressor_state(
-        settings, dataset, 3.5, jax.random.key(0), mesh
+        settings,
+        dataset,
+        float(split.train.ratings.mean()),
+        jax.random.key(0),
+        mesh,
+        history=split.train,
     )
     epoch_fn = training.make_epoch(
         functools.partial(training.regressor_step, l2=settings.l2),
@@ -109,6 +115,11 @@ def main() -> None:
     parser.add_argument("--num-users", type=int, default=6_000)
     parser.add_argument("--num-items", type=int, default=4_000)
     parser.add_argument("--num-ratings", type=int, default=200_000)
+    parser.add_argument(
+        "--model",
+        default=Config().regressor.model,
+        help="regressor model (default: the config's)",
+    )
     parser.add_argument("--regressor-batch", type=int, default=1024)
     parser.add_argument("--gan-batch", type=int, default=512)
     parser.add_argument("--critic-steps", type=int, default=5)
@@ -124,6 +135,7 @@ def main() -> None:
     config = override(
         Config(),
         {
+            "regressor.model": args.model,
             "regressor.batch_size": args.regressor_batch,
             "gan.batch_size": args.gan_batch,
             "gan.critic_steps": args.critic_steps,
@@ -149,6 +161,7 @@ def main() -> None:
         "device_kind": available[0].device_kind,
         "devices_found": len(available),
         "training_ratings": len(split.train),
+        "regressor_model": args.model,
         "regressor_batch": args.regressor_batch,
         "gan_batch": args.gan_batch,
         "critic_steps": args.critic_steps,
