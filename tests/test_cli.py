@@ -129,3 +129,29 @@ def test_flags_cover_every_config_field():
 def test_override_rejects_typos():
     with pytest.raises(ValueError, match="unknown config fields: gan.epoch"):
         override(Config(), {"gan.epoch": 3})
+
+
+def test_misspelt_or_abbreviated_flag_is_refused_by_name(capsys):
+    for flag, hint in [
+        ("--gan.epoch", "; did you mean --gan.epochs?"),
+        ("--regresor.epochs=3", "; did you mean --regressor.epochs?"),
+        ("--bogus", ""),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", flag, "3"])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.splitlines()[-1]
+        name = flag.split("=")[0]
+        assert error == (
+            f"ratinggan train: error: unknown flag {name}{hint} (see --help)"
+        )
+
+
+def test_train_help_explains_each_field_and_stays_narrow(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "ML-100K fold: u1..u5, ua or ub. (default: u1)" in text
+    assert "last 10% by time" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
