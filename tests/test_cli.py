@@ -155,3 +155,39 @@ def test_train_help_explains_each_field_and_stays_narrow(capsys, monkeypatch):
     assert "ML-100K fold: u1..u5, ua or ub. (default: u1)" in text
     assert "last 10% by time" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+@pytest.mark.parametrize(
+    "flag", ["--regressor.batch-size", "--gan.critic-steps", "--gan.epochs"]
+)
+def test_counts_below_one_are_refused_before_any_work(flag, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    code = cli.main(["train", flag, "0", "--workdir", str(workdir), "--quiet"])
+    name = flag[2:].replace("-", "_")
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"ratinggan: error: {name}=0; expected 1 or more\n"
+    )
+    assert not workdir.exists()
+
+
+def test_fold_without_a_test_part_is_refused_before_reading(tmp_path, capsys):
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "ml-100k",
+            "--data-dir",
+            str(tmp_path / "nowhere"),
+            "--fold",
+            "all",
+            "--workdir",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "ratinggan: error: unknown ml-100k fold 'all'; expected one of "
+        "u1, u2, u3, u4, u5, ua, ub\n"
+    )
