@@ -6,6 +6,7 @@ import argparse
 import difflib
 import json
 import logging
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -609,6 +610,8 @@ def _data(args: argparse.Namespace) -> int:
                 print(json.dumps(summary, indent=2))
             else:
                 _print_fields(summary)
+    except BrokenPipeError:
+        raise  # the reader left (`| head`); main() ends quietly
     except (ValueError, OSError) as error:
         print(f"ratinggan: error: {error}", file=sys.stderr)
         return 1
@@ -637,6 +640,17 @@ def _verify_status(report: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of stdout left (`ratinggan data describe ... | head`):
+        # nothing more to say, and nothing more to say it to.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING

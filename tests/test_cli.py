@@ -191,3 +191,19 @@ def test_fold_without_a_test_part_is_refused_before_reading(tmp_path, capsys):
         "ratinggan: error: unknown ml-100k fold 'all'; expected one of "
         "u1, u2, u3, u4, u5, ua, ub\n"
     )
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    # As `ratinggan data list | head -0`: the reader is gone before any
+    # output, so the first write fails with EPIPE.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ratinggan", "data", "list", "--cache-dir"]
+        + [str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    child.stdout.close()
+    error = child.stderr.read()
+    assert child.wait(timeout=120) == 1
+    assert error == ""
