@@ -265,11 +265,15 @@ def _train(args: argparse.Namespace) -> None:
         print(f"report: {args.workdir}/report.json")
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    from pathlib import Path
+def _check_workdir(workdir: str) -> None:
+    if not Path(workdir).is_dir():
+        raise FileNotFoundError(f"{workdir}: no such work directory")
 
+
+def _evaluate(args: argparse.Namespace) -> None:
     from ratinggan import evaluate, trained
 
+    _check_workdir(args.workdir)
     model = trained.load(args.workdir, args.data_dir)
     if not model.finished:
         logging.getLogger(__name__).warning(
@@ -289,8 +293,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from ratinggan import sampling, trained
 
-    if not Path(args.workdir).is_dir():
-        raise FileNotFoundError(f"{args.workdir}: no such work directory")
+    _check_workdir(args.workdir)
+    out = Path(args.out or Path(args.workdir) / "sample")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
     pairs = args.pairs
     if pairs is not None and not Path(pairs).is_file():
         raise FileNotFoundError(f"{pairs}: no such pairs file")
@@ -308,9 +314,6 @@ def _sample(args: argparse.Namespace) -> None:
     table = model.sample_dataset(
         users, items, seed=args.seed, progress=not args.quiet
     )
-    out = Path(args.out or Path(args.workdir) / "sample")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
     path = sampling.write_ratings(table, model.config.dataset, out)
     if not args.quiet:
         print(f"{len(table)} ratings: {path}")

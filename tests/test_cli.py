@@ -207,3 +207,21 @@ def test_a_closed_pipe_ends_quietly(tmp_path):
     error = child.stderr.read()
     assert child.wait(timeout=120) == 1
     assert error == ""
+
+
+def test_missing_workdir_and_bad_out_are_named_before_loading(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    for command in ("evaluate", "sample"):
+        assert cli.main([command, "--workdir", str(missing)]) == 1
+        assert capsys.readouterr().err == (
+            f"ratinggan: error: {missing}: no such work directory\n"
+        )
+    # The run has no checkpoints, so only a check made first can name --out.
+    empty_run, taken = tmp_path / "run", tmp_path / "taken.csv"
+    empty_run.mkdir()
+    taken.write_text("x\n")
+    args = ["sample", "--workdir", str(empty_run), "--out", str(taken)]
+    assert cli.main(args) == 1
+    assert capsys.readouterr().err == (
+        f"ratinggan: error: --out {taken}: exists and is not a folder\n"
+    )
