@@ -776,16 +776,18 @@ def train_and_evaluate(
 
     data = load_data(config)
     dataset, split = data.dataset, data.split
+    devices, processes = jax.device_count(), jax.process_count()
     logger.info(
-        "%s %s: %d training, %d validation, %d test ratings on %d devices "
-        "in %d processes",
+        "%s %s: %d training, %d validation, %d test ratings on %d %s in %d %s",
         dataset.name,
         split.name,
         len(data.train_part),
         len(data.validation),
         len(split.test),
-        jax.device_count(),
-        jax.process_count(),
+        devices,
+        "device" if devices == 1 else "devices",
+        processes,
+        "process" if processes == 1 else "processes",
     )
 
     tables = train.device_tables(dataset, mesh)
