@@ -3,18 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
+import os
 import sys
+import textwrap
 from pathlib import Path
 
 from ratinggan.config import Config, flat_fields, override
-from ratinggan.config_file import field_types, load_config, to_toml
+from ratinggan.config_file import (
+    field_comments,
+    field_types,
+    load_config,
+    to_toml,
+)
 
 EXAMPLES = """\
 examples:
   ratinggan train --workdir runs/synthetic
-  ratinggan train --dataset ml-100k --data-dir ../shared/data/ml-100k \\
+  ratinggan train --dataset ml-100k --data-dir data/ml-100k \\
       --fold u1 --workdir runs/u1
   ratinggan train --regressor.epochs 10 --gan.critic-steps 3 \\
       --workdir runs/quick
@@ -24,8 +32,9 @@ examples:
   ratinggan train --config my.toml --gan.epochs 5 --workdir runs/mine
   ratinggan train --config my.toml --print-config   # resolved, no training
 
-A work directory that holds checkpoints of the same config resumes from the
-newest; --restart sets a previous run aside and starts over.
+Flags are spelt in full. `ratinggan config` prints every field with its
+comment. A work directory that holds checkpoints of the same config resumes
+from the newest; --restart sets a previous run aside and starts over.
 """
 
 EVALUATE_EXAMPLES = """\
@@ -62,6 +71,12 @@ errors:
 """
 
 
+# Every config field is a flag; the full list would fill a screen.
+TRAIN_USAGE = """%(prog)s [-h] [--workdir WORKDIR] [--config FILE]
+                       [--restart] [--quiet] [--tensorboard] [--print-config]
+                       [--FIELD VALUE ...]"""
+
+
 def _parse_bool(text: str) -> bool:
     lowered = text.lower()
     if lowered in ("true", "yes", "1"):
@@ -75,8 +90,52 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
+def _unknown_flag(flag: str, known: list[str]) -> str:
+    """The error for an unknown ``--flag``, naming the closest known one."""
+    names = {name.lstrip("-"): name for name in known}
+    close = difflib.get_close_matches(flag.lstrip("-"), names, 1, 0.7)
+    hint = f"; did you mean {names[close[0]]}?" if close else ""
+    return f"unknown flag {flag}{hint} (see --help)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Takes flags spelt in full only and refuses an unknown one by name.
+
+    Abbreviations are off: a config file refuses ``gan.epoch``, so the
+    flag ``--gan.epoch`` is refused too rather than taken for
+    ``--gan.epochs``, and adding a field never changes what a prefix means.
+    """
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def parse_known_args(self, args=None, namespace=None):
+        parsed, extras = super().parse_known_args(args, namespace)
+        for extra in extras:
+            if extra.startswith("--"):
+                flag = extra.split("=", 1)[0]
+                self.error(
+                    _unknown_flag(flag, list(self._option_string_actions))
+                )
+        return parsed, extras
+
+
+def _paragraph(text: str) -> str:
+    """``text`` wrapped to 79 columns (raw help keeps its line breaks)."""
+    return textwrap.fill(text, 79)
+
+
+def _field_help(name: str, comments: dict, default) -> str:
+    """A config flag's help: its comment in config.py and its default."""
+    words = " ".join(line.lstrip("#").strip() for line in comments[name])
+    words = words.replace("/ ", "/")  # a path broken across comment lines
+    text = f"{words} (default: {default})" if words else f"default: {default}"
+    return text.replace("%", "%%")  # argparse formats help with %
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="ratinggan",
         description="Rating regressor and conditional GAN for MovieLens.",
     )
@@ -85,8 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     train_parser = commands.add_parser(
         "train",
         help="train the regressor and the GAN, then write report.json",
-        description="Train the regressor and the GAN on a dataset and write "
-        "config.json, metrics.jsonl and report.json to the work directory.",
+        usage=TRAIN_USAGE,
+        description=_paragraph(
+            "Train the regressor and the GAN on a dataset and write "
+            "config.json, metrics.jsonl, checkpoints/, report.json and "
+            "report.md to the work directory. Every config field is a flag "
+            "--FIELD VALUE (listed below)."
+        ),
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -110,6 +174,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_config_flags(train_parser)
     defaults = flat_fields(Config())
+    comments = field_comments()
     for name, kind in field_types().items():
         train_parser.add_argument(
             _flag(name),
@@ -117,14 +182,16 @@ def build_parser() -> argparse.ArgumentParser:
             type=_parse_bool if kind is bool else kind,
             default=argparse.SUPPRESS,
             metavar=kind.__name__.upper(),
-            help=f"default: {defaults[name]}",
+            help=_field_help(name, comments, defaults[name]),
         )
 
     evaluate_parser = commands.add_parser(
         "evaluate",
         help="load a trained model from its work directory and report",
-        description="Load the newest good checkpoint of a work directory "
-        "(on any number of devices) and score it on the test part.",
+        description=_paragraph(
+            "Load the newest good checkpoint of a work directory (on any "
+            "number of devices) and score it on the test part."
+        ),
         epilog=EVALUATE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -151,10 +218,12 @@ def _add_sample_command(commands) -> None:
     parser = commands.add_parser(
         "sample",
         help="write a synthetic ratings file drawn from a trained generator",
-        description="Draw one rating per (user, movie) pair from the "
-        "generator of a trained run and write them as a ratings file in "
-        "the MovieLens layout of the run's source: for every training pair "
-        "(the default) or for the pairs of --pairs.",
+        description=_paragraph(
+            "Draw one rating per (user, movie) pair from the generator of a "
+            "trained run and write them as a ratings file in the MovieLens "
+            "layout of the run's source: for every training pair (the "
+            "default) or for the pairs of --pairs."
+        ),
         epilog=SAMPLE_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -196,11 +265,15 @@ def _train(args: argparse.Namespace) -> None:
         print(f"report: {args.workdir}/report.json")
 
 
-def _evaluate(args: argparse.Namespace) -> None:
-    from pathlib import Path
+def _check_workdir(workdir: str) -> None:
+    if not Path(workdir).is_dir():
+        raise FileNotFoundError(f"{workdir}: no such work directory")
 
+
+def _evaluate(args: argparse.Namespace) -> None:
     from ratinggan import evaluate, trained
 
+    _check_workdir(args.workdir)
     model = trained.load(args.workdir, args.data_dir)
     if not model.finished:
         logging.getLogger(__name__).warning(
@@ -220,8 +293,10 @@ def _evaluate(args: argparse.Namespace) -> None:
 def _sample(args: argparse.Namespace) -> None:
     from ratinggan import sampling, trained
 
-    if not Path(args.workdir).is_dir():
-        raise FileNotFoundError(f"{args.workdir}: no such work directory")
+    _check_workdir(args.workdir)
+    out = Path(args.out or Path(args.workdir) / "sample")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a folder")
     pairs = args.pairs
     if pairs is not None and not Path(pairs).is_file():
         raise FileNotFoundError(f"{pairs}: no such pairs file")
@@ -239,9 +314,6 @@ def _sample(args: argparse.Namespace) -> None:
     table = model.sample_dataset(
         users, items, seed=args.seed, progress=not args.quiet
     )
-    out = Path(args.out or Path(args.workdir) / "sample")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a folder")
     path = sampling.write_ratings(table, model.config.dataset, out)
     if not args.quiet:
         print(f"{len(table)} ratings: {path}")
@@ -263,8 +335,8 @@ examples:
   ratinggan data list
   ratinggan data download ml-1m
   ratinggan data verify ml-1m
-  ratinggan data describe ml-100k --data-dir ../shared/data/ml-100k
-  ratinggan data describe --data-dir ../shared/data/ml-100k --fold u1
+  ratinggan data describe ml-100k --data-dir data/ml-100k
+  ratinggan data describe --data-dir data/ml-100k --fold u1
 
 errors:
   ratinggan data download ml-9m              # unknown MovieLens release
@@ -291,9 +363,11 @@ def _add_config_command(commands) -> None:
     parser = commands.add_parser(
         "config",
         help="print the default config, or a config file resolved, as TOML",
-        description="Print a commented config as TOML: the default, or "
-        "FILE on top of the default. Save it, edit it, and pass it to "
-        "`ratinggan train --config`.",
+        description=_paragraph(
+            "Print a commented config as TOML: the default, or FILE on top "
+            "of the default. Save it, edit it, and pass it to `ratinggan "
+            "train --config`."
+        ),
         epilog=CONFIG_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -318,7 +392,7 @@ def _data_parser(commands, name: str, help_text: str, description: str):
     parser = commands.add_parser(
         name,
         help=help_text,
-        description=description,
+        description=_paragraph(description),
         epilog=DATA_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -337,9 +411,11 @@ def _add_data_command(commands) -> None:
     parser = commands.add_parser(
         "data",
         help="list, download, verify or describe MovieLens releases",
-        description="MovieLens releases: list them, download one into the "
-        "cache (verified against pinned checksums), verify the cache, or "
-        "describe a release or a local directory.",
+        description=_paragraph(
+            "MovieLens releases: list them, download one into the cache "
+            "(verified against pinned checksums), verify the cache, or "
+            "describe a release or a local directory."
+        ),
         epilog=DATA_EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -541,6 +617,8 @@ def _data(args: argparse.Namespace) -> int:
                 print(json.dumps(summary, indent=2))
             else:
                 _print_fields(summary)
+    except BrokenPipeError:
+        raise  # the reader left (`| head`); main() ends quietly
     except (ValueError, OSError) as error:
         print(f"ratinggan: error: {error}", file=sys.stderr)
         return 1
@@ -569,6 +647,17 @@ def _verify_status(report: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # The reader of stdout left (`ratinggan data describe ... | head`):
+        # nothing more to say, and nothing more to say it to.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING

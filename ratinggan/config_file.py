@@ -146,7 +146,7 @@ def load_config(path: str | os.PathLike, base: Config | None = None) -> Config:
     return override(base or Config(), changes)
 
 
-def _field_comments() -> dict[str, list[str]]:
+def field_comments() -> dict[str, list[str]]:
     """The comment lines written above each field in ``config.py``."""
     comments = {}
     for cls, prefix in [(Config, "")] + [
@@ -197,7 +197,7 @@ def _toml_lines(names: list[str], flat: dict, comments: dict) -> list[str]:
 def to_toml(config: Config, commented: bool = True) -> str:
     """``config`` as a TOML file that ``load_config`` reads back equal."""
     flat = flat_fields(config)
-    comments = _field_comments() if commented else {}
+    comments = field_comments() if commented else {}
     top = [name for name in flat if "." not in name]
     lines = _toml_lines(top, flat, comments)
     for section in SECTIONS:

@@ -38,7 +38,7 @@ from ratinggan import (
     predict,
     training,
 )
-from ratinggan.config import Config
+from ratinggan.config import Config, flat_fields
 from ratinggan.data import Dataset, Ratings, Split, holdout, load_split
 from ratinggan.sharding import check_batch_size, make_mesh, replicated
 
@@ -655,7 +655,30 @@ def restore_target(
     )
 
 
-def _check_checkpoint_config(config: Config) -> None:
+# Fields that count something a run cannot do without; 0 or less would
+# fail later, deep in training (a division by zero, an empty ensemble).
+POSITIVE_FIELDS = (
+    "regressor.embed_dim",
+    "regressor.epochs",
+    "regressor.batch_size",
+    "regressor.hidden_dim",
+    "regressor.members",
+    "gan.epochs",
+    "gan.batch_size",
+    "gan.critic_steps",
+    "gan.noise_dim",
+    "gan.embed_dim",
+    "gan.hidden_dim",
+    "eval.distribution_draws",
+)
+
+
+def _check_config(config: Config) -> None:
+    """Refuses settings no run can use, before any data is read."""
+    values = flat_fields(config)
+    for name in POSITIVE_FIELDS:
+        if values[name] < 1:
+            raise ValueError(f"{name}={values[name]}; expected 1 or more")
     if config.checkpoint.every_steps < 0:
         raise ValueError(
             f"checkpoint.every_steps={config.checkpoint.every_steps}; "
@@ -730,7 +753,7 @@ def train_and_evaluate(
     release must be fetched. Returns the report.
     """
     started = time.perf_counter()
-    _check_checkpoint_config(config)
+    _check_config(config)
     if tensorboard:
         try:
             import tensorboardX  # noqa: F401
@@ -758,16 +781,18 @@ def train_and_evaluate(
 
     data = load_data(config, progress)
     dataset, split = data.dataset, data.split
+    devices, processes = jax.device_count(), jax.process_count()
     logger.info(
-        "%s %s: %d training, %d validation, %d test ratings on %d devices "
-        "in %d processes",
+        "%s %s: %d training, %d validation, %d test ratings on %d %s in %d %s",
         dataset.name,
         split.name,
         len(data.train_part),
         len(data.validation),
         len(split.test),
-        jax.device_count(),
-        jax.process_count(),
+        devices,
+        "device" if devices == 1 else "devices",
+        processes,
+        "process" if processes == 1 else "processes",
     )
 
     tables = training.device_tables(dataset, mesh)

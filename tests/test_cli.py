@@ -129,3 +129,99 @@ def test_flags_cover_every_config_field():
 def test_override_rejects_typos():
     with pytest.raises(ValueError, match="unknown config fields: gan.epoch"):
         override(Config(), {"gan.epoch": 3})
+
+
+def test_misspelt_or_abbreviated_flag_is_refused_by_name(capsys):
+    for flag, hint in [
+        ("--gan.epoch", "; did you mean --gan.epochs?"),
+        ("--regresor.epochs=3", "; did you mean --regressor.epochs?"),
+        ("--bogus", ""),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["train", flag, "3"])
+        assert exit_info.value.code == 2
+        error = capsys.readouterr().err.splitlines()[-1]
+        name = flag.split("=")[0]
+        assert error == (
+            f"ratinggan train: error: unknown flag {name}{hint} (see --help)"
+        )
+
+
+def test_train_help_explains_each_field_and_stays_narrow(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = capsys.readouterr().out
+    assert "ML-100K fold: u1..u5, ua or ub. (default: u1)" in text
+    assert "last 10% by time" in text
+    assert max(len(line) for line in text.splitlines()) <= 80
+
+
+@pytest.mark.parametrize(
+    "flag", ["--regressor.batch-size", "--gan.critic-steps", "--gan.epochs"]
+)
+def test_counts_below_one_are_refused_before_any_work(flag, tmp_path, capsys):
+    workdir = tmp_path / "run"
+    code = cli.main(["train", flag, "0", "--workdir", str(workdir), "--quiet"])
+    name = flag[2:].replace("-", "_")
+    assert code == 1
+    assert capsys.readouterr().err == (
+        f"ratinggan: error: {name}=0; expected 1 or more\n"
+    )
+    assert not workdir.exists()
+
+
+def test_fold_without_a_test_part_is_refused_before_reading(tmp_path, capsys):
+    code = cli.main(
+        [
+            "train",
+            "--dataset",
+            "ml-100k",
+            "--data-dir",
+            str(tmp_path / "nowhere"),
+            "--fold",
+            "all",
+            "--workdir",
+            str(tmp_path / "run"),
+            "--quiet",
+        ]
+    )
+    assert code == 1
+    assert capsys.readouterr().err == (
+        "ratinggan: error: unknown ml-100k fold 'all'; expected one of "
+        "u1, u2, u3, u4, u5, ua, ub\n"
+    )
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path):
+    # As `ratinggan data list | head -0`: the reader is gone before any
+    # output, so the first write fails with EPIPE.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "ratinggan", "data", "list", "--cache-dir"]
+        + [str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    child.stdout.close()
+    error = child.stderr.read()
+    assert child.wait(timeout=120) == 1
+    assert error == ""
+
+
+def test_missing_workdir_and_bad_out_are_named_before_loading(tmp_path, capsys):
+    missing = tmp_path / "missing"
+    for command in ("evaluate", "sample"):
+        assert cli.main([command, "--workdir", str(missing)]) == 1
+        assert capsys.readouterr().err == (
+            f"ratinggan: error: {missing}: no such work directory\n"
+        )
+    # The run has no checkpoints, so only a check made first can name --out.
+    empty_run, taken = tmp_path / "run", tmp_path / "taken.csv"
+    empty_run.mkdir()
+    taken.write_text("x\n")
+    args = ["sample", "--workdir", str(empty_run), "--out", str(taken)]
+    assert cli.main(args) == 1
+    assert capsys.readouterr().err == (
+        f"ratinggan: error: --out {taken}: exists and is not a folder\n"
+    )

@@ -221,7 +221,7 @@ def test_parquet_duplicates_are_named_by_row(tmp_path, caplog):
     frame.to_parquet(tmp_path / "r.parquet")
     _, ratings, _ = read_custom(tmp_path / "r.parquet")
     assert ratings.ratings.tolist() == [2.0, 3.0]
-    assert "1 duplicate (user, movie) pairs" in caplog.text
-    assert "dropped rows 0" in caplog.text
+    assert "1 duplicate (user, movie) pair;" in caplog.text
+    assert "dropped row 0" in caplog.text
     with pytest.raises(Exception, match="row 0: repeats a"):
         read_custom(tmp_path / "r.parquet", strict=True)

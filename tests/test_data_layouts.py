@@ -142,7 +142,7 @@ def test_real_ml_latest_small(tmp_path, caplog):
     assert dataset.num_items == 9742
     assert dataset.num_levels == 10
     assert len(split.test) == 10_084
-    assert "dropped 1 rows (movie not in the movie file) at lines 100838" in (
+    assert "dropped 1 row (movie not in the movie file) at line 100838" in (
         caplog.text
     )
     summary = describe(split)

@@ -25,7 +25,11 @@ from ratinggan.data.cleaning import distinct
 from ratinggan.data.custom import read_custom
 from ratinggan.data.dataset import DataError, Dataset, Ratings, Split, holdout
 from ratinggan.data.download import download, release_dir, verify
-from ratinggan.data.movielens import read_ml100k, read_movielens
+from ratinggan.data.movielens import (
+    ML100K_FOLDS,
+    read_ml100k,
+    read_movielens,
+)
 from ratinggan.data.releases import RELEASES, release_info
 from ratinggan.data.splits import random_split, split_ratings, temporal_split
 from ratinggan.data.synthetic import make_synthetic
@@ -181,6 +185,13 @@ def load_split(
             f"{', '.join(RELEASES)}, or a .csv/.parquet rating file"
         )
     if dataset == "ml-100k" and split in ("auto", "fold"):
+        # Checked before any download. read_ml100k also takes "all", the
+        # whole release with no test part, which a run cannot score.
+        if fold not in ML100K_FOLDS:
+            raise ValueError(
+                f"unknown ml-100k fold {fold!r}; expected one of "
+                f"{', '.join(ML100K_FOLDS)}"
+            )
         folder = find_release_dir(
             dataset, data_dir, cache_dir, progress=progress
         )

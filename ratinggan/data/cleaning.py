@@ -98,6 +98,10 @@ def check_distinct(path: Path, ids: np.ndarray, first_line: int, what: str):
         )
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def _shown(lines: np.ndarray) -> str:
     text = ", ".join(str(int(n)) for n in lines[:10])
     return text + (", ..." if len(lines) > 10 else "")
@@ -106,13 +110,14 @@ def _shown(lines: np.ndarray) -> str:
 def _located(path: Path, rows: np.ndarray, first_line: int):
     """``(word, numbers)`` naming rows by file line, or by 0-based row when
     ``first_line`` is 0 (Parquet, which has no lines)."""
+    plural = "" if len(rows) == 1 else "s"
     if first_line == 0:
-        return "rows", rows
-    return "lines", physical_lines(path, rows + first_line)
+        return "row" + plural, rows
+    return "line" + plural, physical_lines(path, rows + first_line)
 
 
 def _refuse(path: Path, reason: str, word: str, numbers) -> DataError:
-    if word == "rows":
+    if word.startswith("row"):
         return DataError(path, f"row {int(numbers[0])}: {reason}")
     return DataError(path, reason, int(numbers[0]))
 
@@ -125,11 +130,13 @@ def drop_rows(
 ) -> np.ndarray:
     """Combines masks of bad rows into one keep mask, logging each reason.
 
-    Each dropped row is reported by its line; ``strict`` raises
-    ``DataError`` at the first bad line instead.
+    Each dropped row is reported by its line, once, under the first of its
+    reasons; ``strict`` raises ``DataError`` at the first bad line instead.
     """
     keep = None
     for reason, mask in problems.items():
+        if keep is not None:
+            mask = mask & keep  # already reported under an earlier reason
         if not mask.any():
             continue
         rows = np.flatnonzero(mask)
@@ -137,9 +144,9 @@ def drop_rows(
         if strict:
             raise _refuse(path, reason, word, numbers)
         logger.warning(
-            "%s: dropped %d rows (%s) at %s %s",
+            "%s: dropped %s (%s) at %s %s",
             path,
-            len(rows),
+            _count(len(rows), "row"),
             reason,
             word,
             _shown(numbers),
@@ -190,10 +197,10 @@ def latest_of_duplicates(
             path, "repeats a (user, movie) pair rated earlier", word, numbers
         )
     logger.warning(
-        "%s: %d duplicate (user, movie) pairs; kept the latest rating of "
-        "each (by timestamp, then position) and dropped %s %s",
+        "%s: %s; kept the latest rating of each (by timestamp, then "
+        "position) and dropped %s %s",
         path,
-        len(dropped),
+        _count(len(dropped), "duplicate (user, movie) pair"),
         word,
         _shown(numbers),
     )
