@@ -222,3 +222,22 @@ def test_custom_test_file_with_unknown_users_is_cold_start(tmp_path):
     assert split.test.users.tolist() == [2, 0]
     assert split.test.items.tolist() == [0, 2]
     assert not np.isin(split.test.users[0], split.train.users)
+
+
+@pytest.mark.parametrize(
+    "num_users, num_items", [(6_040, 3_706), (200_000, 60_000)]
+)
+def test_pair_keys_order_pairs_as_int64_keys_do(num_users, num_items):
+    from ratinggan.data.cleaning import pair_keys
+
+    rng = np.random.default_rng(0)
+    users = rng.integers(0, num_users, 1_000).astype(np.int32)
+    items = rng.integers(0, num_items, 1_000).astype(np.int32)
+    users[0], items[0] = num_users - 1, num_items - 1  # the largest key
+
+    keys = pair_keys(users, items, num_items)
+
+    expected = users.astype(np.int64) * num_items + items
+    small = num_users * num_items <= np.iinfo(np.uint32).max
+    assert keys.dtype == (np.uint32 if small else np.int64)
+    np.testing.assert_array_equal(keys.astype(np.int64), expected)
