@@ -862,7 +862,7 @@ def run_gan_section(config, args, gan_fits: dict) -> dict[str, Any]:
             "One draw per test pair. ratinggan: drawn for the pair itself. "
             "CTGAN: each test movie's pairs take ratings of rows sampled "
             "with that movie as the condition ("
-            f"{mapping['condition_honoured_share']:.0%} of them came out "
+            f"{mapping['condition_honoured_share']:.1%} of them came out "
             f"with that movie; {mapping['unconditioned_pairs']} pairs of "
             "movies unseen in training got unconditioned rows). The "
             "two-sample test pairs each drawn rating with the test pair's "
