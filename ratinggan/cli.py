@@ -113,7 +113,7 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(self, args=None, namespace=None):
         parsed, extras = super().parse_known_args(args, namespace)
         for extra in extras:
-            if extra.startswith("--"):
+            if extra.startswith("-") and extra != "--":
                 flag = extra.split("=", 1)[0]
                 self.error(
                     _unknown_flag(flag, list(self._option_string_actions))
@@ -128,7 +128,9 @@ def _paragraph(text: str) -> str:
 
 def _field_help(name: str, comments: dict, default) -> str:
     """A config flag's help: its comment in config.py and its default."""
-    words = " ".join(line.lstrip("#").strip() for line in comments[name])
+    words = " ".join(
+        line.lstrip("#").strip() for line in comments.get(name, [])
+    )
     words = words.replace("/ ", "/")  # a path broken across comment lines
     text = f"{words} (default: {default})" if words else f"default: {default}"
     return text.replace("%", "%%")  # argparse formats help with %
@@ -648,7 +650,10 @@ def _verify_status(report: dict) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        return _main(argv)
+        status = _main(argv)
+        # Flushed here, not at exit, so a closed pipe is caught below.
+        sys.stdout.flush()
+        return status
     except BrokenPipeError:
         # The reader of stdout left (`ratinggan data describe ... | head`):
         # nothing more to say, and nothing more to say it to.

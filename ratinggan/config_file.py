@@ -147,13 +147,21 @@ def load_config(path: str | os.PathLike, base: Config | None = None) -> Config:
 
 
 def field_comments() -> dict[str, list[str]]:
-    """The comment lines written above each field in ``config.py``."""
+    """The comment lines written above each field in ``config.py``.
+
+    Empty where the source is not installed (a bytecode-only build): the
+    help and the printed config then go without comments.
+    """
     comments = {}
     for cls, prefix in [(Config, "")] + [
         (section, f"{name}.") for name, section in SECTIONS.items()
     ]:
+        try:
+            source = inspect.getsource(cls)
+        except (OSError, TypeError):
+            return {}
         pending: list[str] = []
-        for line in inspect.getsource(cls).splitlines():
+        for line in source.splitlines():
             stripped = line.strip()
             if stripped.startswith("#"):
                 pending.append(stripped)

@@ -670,13 +670,24 @@ POSITIVE_FIELDS = (
     "gan.embed_dim",
     "gan.hidden_dim",
     "eval.distribution_draws",
+    "checkpoint.keep",
+)
+
+
+SYNTHETIC_FIELDS = (
+    "synthetic.num_users",
+    "synthetic.num_items",
+    "synthetic.num_ratings",
 )
 
 
 def _check_config(config: Config) -> None:
     """Refuses settings no run can use, before any data is read."""
     values = flat_fields(config)
-    for name in POSITIVE_FIELDS:
+    names = POSITIVE_FIELDS
+    if config.dataset == "synthetic":
+        names += SYNTHETIC_FIELDS
+    for name in names:
         if values[name] < 1:
             raise ValueError(f"{name}={values[name]}; expected 1 or more")
     if config.checkpoint.every_steps < 0:

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -136,6 +137,7 @@ def test_misspelt_or_abbreviated_flag_is_refused_by_name(capsys):
         ("--gan.epoch", "; did you mean --gan.epochs?"),
         ("--regresor.epochs=3", "; did you mean --regressor.epochs?"),
         ("--bogus", ""),
+        ("-q", ""),
     ]:
         with pytest.raises(SystemExit) as exit_info:
             cli.main(["train", flag, "3"])
@@ -158,7 +160,14 @@ def test_train_help_explains_each_field_and_stays_narrow(capsys, monkeypatch):
 
 
 @pytest.mark.parametrize(
-    "flag", ["--regressor.batch-size", "--gan.critic-steps", "--gan.epochs"]
+    "flag",
+    [
+        "--regressor.batch-size",
+        "--gan.critic-steps",
+        "--gan.epochs",
+        "--checkpoint.keep",
+        "--synthetic.num-ratings",
+    ],
 )
 def test_counts_below_one_are_refused_before_any_work(flag, tmp_path, capsys):
     workdir = tmp_path / "run"
@@ -196,12 +205,15 @@ def test_fold_without_a_test_part_is_refused_before_reading(tmp_path, capsys):
 def test_a_closed_pipe_ends_quietly(tmp_path):
     # As `ratinggan data list | head -0`: the reader is gone before any
     # output, so the first write fails with EPIPE.
+    # Buffered output, as in a plain shell: the write happens at the flush.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     child = subprocess.Popen(
         [sys.executable, "-m", "ratinggan", "data", "list", "--cache-dir"]
         + [str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     child.stdout.close()
     error = child.stderr.read()
@@ -225,3 +237,16 @@ def test_missing_workdir_and_bad_out_are_named_before_loading(tmp_path, capsys):
     assert capsys.readouterr().err == (
         f"ratinggan: error: --out {taken}: exists and is not a folder\n"
     )
+
+
+def test_help_works_without_the_config_source(monkeypatch, capsys):
+    # A bytecode-only install: inspect cannot read config.py.
+    def no_source(_):
+        raise OSError("could not get source code")
+
+    monkeypatch.setattr("ratinggan.config_file.inspect.getsource", no_source)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  --gan.epochs INT      default: 10" in lines
