@@ -223,5 +223,5 @@ def test_parquet_duplicates_are_named_by_row(tmp_path, caplog):
     assert ratings.ratings.tolist() == [2.0, 3.0]
     assert "1 duplicate (user, movie) pair;" in caplog.text
     assert "dropped row 0" in caplog.text
-    with pytest.raises(Exception, match="row 0: repeats a"):
+    with pytest.raises(Exception, match="row 1: repeats a"):
         read_custom(tmp_path / "r.parquet", strict=True)

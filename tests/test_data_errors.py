@@ -151,7 +151,9 @@ def test_duplicates_keep_the_latest_and_are_counted(tmp_path, caplog):
     ]
     assert "2 duplicate (user, movie) pairs" in caplog.text
     assert "dropped lines 2, 5" in caplog.text
-    with pytest.raises(DataError, match="line 2: repeats a"):
+    # Strict names the first line whose pair an earlier line rated (line 4
+    # repeats line 2), though the older rating is line 2's.
+    with pytest.raises(DataError, match="line 4: repeats a"):
         read_movielens("ml-25m", folder, strict=True)
 
 

@@ -200,6 +200,18 @@ def latest_of_duplicates(
         return None
 
     keys = pair_keys(ratings.users, ratings.items, num_items)
+    if strict:
+        # Named in file order: a row whose pair an earlier row rated,
+        # whichever of the two is older.
+        repeats = np.ones(len(keys), bool)
+        repeats[first_occurrences(keys)] = False
+        rows = np.flatnonzero(repeats)
+        in_file = rows if source_rows is None else source_rows[rows]
+        word, numbers = _located(path, in_file, first_line)
+        raise _refuse(
+            path, "repeats a (user, movie) pair rated earlier", word, numbers
+        )
+
     tiebreak = np.arange(len(keys))
     order = (
         np.lexsort((tiebreak, keys))
@@ -212,10 +224,6 @@ def latest_of_duplicates(
     dropped = np.sort(order[~is_last])
     in_file = dropped if source_rows is None else source_rows[dropped]
     word, numbers = _located(path, in_file, first_line)
-    if strict:
-        raise _refuse(
-            path, "repeats a (user, movie) pair rated earlier", word, numbers
-        )
     logger.warning(
         "%s: %s; kept the latest rating of each (by timestamp, then "
         "position) and dropped %s %s",
